@@ -1,0 +1,80 @@
+//! `trellis`: the one binary people use. See DESIGN.md §5 for the contract of names and flags.
+
+mod claims_cmd;
+mod keys_cmd;
+mod output;
+mod run_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+#[derive(Parser, Debug)]
+#[command(name = "trellis", version, about = "A distributed WebAssembly application host")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// NATS server of the lattice.
+    #[arg(long, global = true, env = "TRELLIS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Lattice name.
+    #[arg(long, global = true, env = "TRELLIS_LATTICE", default_value = "default")]
+    pub lattice: String,
+    /// Output format.
+    #[arg(long, global = true, env = "TRELLIS_OUTPUT", value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate nkeys.
+    Keys {
+        #[command(subcommand)]
+        command: keys_cmd::KeysCommand,
+    },
+    /// Sign and inspect component claims.
+    Claims {
+        #[command(subcommand)]
+        command: claims_cmd::ClaimsCommand,
+    },
+    /// Serve one component over HTTP in this process, without NATS (like `wasmtime serve`).
+    Run(run_cmd::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Keys { command } => keys_cmd::run(command, &cli.global),
+        Command::Claims { command } => claims_cmd::run(command, &cli.global),
+        Command::Run(args) => run_cmd::run(args, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}

@@ -1,0 +1,238 @@
+//! `trellis run COMPONENT.wasm --http ADDR`: one component behind HTTP, no NATS.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use trellis_host::http::{HttpServer, Router};
+use trellis_host::{ComponentLimits, Runtime, RuntimeConfig, TrustPolicy, TrustedIssuers};
+use trellis_protocol::claims;
+use trellis_protocol::keys::{KeyKind, is_public_key_of};
+
+use crate::GlobalArgs;
+
+/// How long Ctrl-C waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The component: a path or `file:///abs/path.wasm`.
+    component: String,
+    /// Address to serve HTTP on (port 0 picks a free port).
+    #[arg(long, env = "TRELLIS_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Account public key (`A…`) whose signatures are trusted; repeatable.
+    #[arg(long = "trusted-issuer", env = "TRELLIS_TRUSTED_ISSUERS", value_delimiter = ',')]
+    trusted_issuers: Vec<String>,
+    /// Run unsigned components (development only; loudly logged).
+    #[arg(long, env = "TRELLIS_ALLOW_UNSIGNED")]
+    allow_unsigned: bool,
+    /// A `key=value` the component reads through `wasi:config`; repeatable.
+    #[arg(long = "config", env = "TRELLIS_CONFIG", value_delimiter = ',')]
+    config: Vec<String>,
+    /// Linear memory limit per instance (e.g. `128MiB`).
+    #[arg(long, env = "TRELLIS_MAX_MEMORY", default_value = "128MiB", value_parser = parse_bytes)]
+    max_memory: u64,
+    /// Execution deadline per request (e.g. `30s`, `500ms`).
+    #[arg(long, env = "TRELLIS_DEADLINE", default_value = "30s", value_parser = humantime::parse_duration)]
+    deadline: Duration,
+    /// Instances that may run at once; more requests wait for a free one.
+    #[arg(long, env = "TRELLIS_MAX_CONCURRENT", default_value_t = 1000)]
+    max_concurrent: u32,
+    /// Directory of compiled artifacts (default: the user cache dir, `trellis/compiled`).
+    #[arg(long, env = "TRELLIS_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile on every start instead of using the artifact cache.
+    #[arg(long, env = "TRELLIS_NO_CACHE")]
+    no_cache: bool,
+}
+
+pub fn run(args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let path = component_path(&args.component)?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let trust = trust_policy(&args.trusted_issuers, args.allow_unsigned)?;
+    let config = parse_config(&args.config)?;
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir))
+    };
+    let runtime_config = RuntimeConfig {
+        max_instances: args.max_concurrent.max(1),
+        max_memory_bytes: args.max_memory,
+        cache_dir,
+        trust,
+        ..RuntimeConfig::default()
+    };
+    let limits = ComponentLimits {
+        memory_bytes: args.max_memory,
+        deadline: args.deadline,
+        max_concurrent: args.max_concurrent.max(1) as usize,
+    };
+    let id = component_id(&path, &bytes);
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async move {
+        let runtime = Runtime::builder(runtime_config).build()?;
+        let loader = runtime.clone();
+        let component = tokio::task::spawn_blocking(move || loader.load(&id, &bytes, limits))
+            .await
+            .context("the component loader panicked")??;
+        if component.http().is_none() {
+            anyhow::bail!(
+                "component `{}` does not export wasi:http/incoming-handler@0.2.x, so `trellis run` cannot serve it over HTTP",
+                component.id()
+            );
+        }
+        component.set_config(config);
+        let router = Arc::new(Router::new());
+        router.insert(None, "/", component.clone());
+        let server = HttpServer::bind(args.http, router)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.http))?;
+        println!(
+            "serving `{}` on http://{}",
+            component.id(),
+            server.local_addr()
+        );
+        wait_for_shutdown_signal().await;
+        tracing::info!(grace = ?SHUTDOWN_GRACE, "shutting down: draining in-flight requests");
+        server.shutdown(SHUTDOWN_GRACE).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `file:///abs/x.wasm` or a plain path.
+fn component_path(reference: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = reference.strip_prefix("file://") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = reference.split_once("://") {
+        anyhow::bail!(
+            "component reference `{reference}`: `{scheme}://` references are not supported by `trellis run` yet; pass a file path or file:///abs/path.wasm"
+        );
+    }
+    Ok(PathBuf::from(reference))
+}
+
+/// The claims' name when the file carries one (for logs only; verification comes later),
+/// otherwise the file stem.
+fn component_id(path: &Path, bytes: &[u8]) -> String {
+    claims::read(bytes)
+        .ok()
+        .flatten()
+        .and_then(|(_, c)| c.wascap.name)
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .map_or("component".into(), |s| s.to_string_lossy().into_owned())
+        })
+}
+
+fn trust_policy(issuers: &[String], allow_unsigned: bool) -> anyhow::Result<TrustPolicy> {
+    for issuer in issuers {
+        if !is_public_key_of(issuer, KeyKind::Account) {
+            anyhow::bail!(
+                "--trusted-issuer `{issuer}` is not an account public key (it starts with `A`; `trellis keys gen account` prints one)"
+            );
+        }
+    }
+    Ok(TrustPolicy {
+        issuers: TrustedIssuers::Only(issuers.iter().cloned().collect()),
+        allow_unsigned,
+    })
+}
+
+fn parse_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--config `{pair}` must be `key=value`"))
+        })
+        .collect()
+}
+
+fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("trellis")
+        .join("compiled")
+}
+
+/// `128MiB`, `64M`, `1GiB`, `4096`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like `128MiB`"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+async fn wait_for_shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1gib"), Ok(1 << 30));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("12XB").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn references_and_config_pairs() {
+        assert_eq!(component_path("file:///a/b.wasm").unwrap(), PathBuf::from("/a/b.wasm"));
+        assert_eq!(component_path("b.wasm").unwrap(), PathBuf::from("b.wasm"));
+        assert!(component_path("oci://ghcr.io/x:1").is_err());
+        assert_eq!(parse_config(&["a=b=c".into()]).unwrap()["a"], "b=c");
+        assert!(parse_config(&["novalue".into()]).is_err());
+        assert!(parse_config(&["=v".into()]).is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! The wasmtime engine, linker and epoch ticker shared by every component of a host.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use trellis_protocol::claims::{self, TrustPolicy};
+use trellis_protocol::wasm::WasmKind;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::{ArtifactCache, CacheOutcome};
+use crate::capabilities::{self, Capability};
+use crate::component::{Component, ComponentLimits};
+use crate::{InvocationState, LoadError};
+
+/// Host-wide engine settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Component instances that may be live at once across the host (pooling allocator slots).
+    pub max_instances: u32,
+    /// The largest linear memory any component may have; per-component limits must fit in it.
+    pub max_memory_bytes: u64,
+    /// How often the epoch advances; deadlines are checked (and long-running guests yield to
+    /// other tasks) at this granularity.
+    pub epoch_tick: Duration,
+    /// Where compiled artifacts are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Which components are trusted.
+    pub trust: TrustPolicy,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            max_memory_bytes: 1 << 30,
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: None,
+            trust: TrustPolicy {
+                issuers: claims::TrustedIssuers::Only(Default::default()),
+                allow_unsigned: false,
+            },
+        }
+    }
+}
+
+/// Builds a [`Runtime`] from a config and a set of capabilities.
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    capabilities: Vec<Box<dyn Capability>>,
+}
+
+impl RuntimeBuilder {
+    /// Adds a capability next to the defaults (WASI base, `wasi:http`, `wasi:config`,
+    /// `wasi:logging`).
+    pub fn capability(mut self, capability: impl Capability) -> Self {
+        self.capabilities.push(Box::new(capability));
+        self
+    }
+
+    pub fn build(self) -> anyhow::Result<Runtime> {
+        let engine = Engine::new(&engine_config(&self.config))?;
+        let mut linker = Linker::new(&engine);
+        for capability in &self.capabilities {
+            capability.add_to_linker(&mut linker).map_err(|e| {
+                anyhow::anyhow!("cannot add capability `{}`: {e}", capability.name())
+            })?;
+        }
+        let ticker = EpochTicker::start(engine.clone(), self.config.epoch_tick);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                cache: self.config.cache_dir.clone().map(ArtifactCache::new),
+                engine,
+                linker,
+                capabilities: self.capabilities,
+                config: self.config,
+                _ticker: ticker,
+            }),
+        })
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = config.max_instances;
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(8))
+        .total_stacks(instances)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    cfg
+}
+
+/// A wasmtime engine configured for serving, plus the linker of its capabilities.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    capabilities: Vec<Box<dyn Capability>>,
+    cache: Option<ArtifactCache>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn builder(config: RuntimeConfig) -> RuntimeBuilder {
+        RuntimeBuilder {
+            config,
+            capabilities: capabilities::defaults(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Verifies, compiles (or loads from the cache) and pre-links a component.
+    ///
+    /// `id` names the component in logs and errors. This is CPU-heavy on a cache miss; call it
+    /// from a blocking context (`tokio::task::spawn_blocking`) inside async code.
+    pub fn load(
+        &self,
+        id: &str,
+        bytes: &[u8],
+        limits: ComponentLimits,
+    ) -> Result<Arc<Component>, LoadError> {
+        let _span = tracing::info_span!("host.load_component", component = id).entered();
+        let inner = &self.inner;
+        let verified = claims::verify(bytes, &inner.config.trust, claims::now_secs()).map_err(
+            |source| LoadError::Claims {
+                component: id.to_string(),
+                source,
+            },
+        )?;
+        if verified.kind == WasmKind::CoreModule {
+            return Err(LoadError::CoreModule {
+                component: id.to_string(),
+            });
+        }
+        if limits.memory_bytes > inner.config.max_memory_bytes {
+            return Err(LoadError::Link {
+                component: id.to_string(),
+                reason: format!(
+                    "its memory limit of {} bytes exceeds the host's maximum of {} bytes",
+                    limits.memory_bytes, inner.config.max_memory_bytes
+                ),
+            });
+        }
+        match &verified.claims {
+            Some(c) => tracing::info!(
+                issuer = %c.iss, subject = %c.sub, hash = %verified.hash,
+                "component claims verified"
+            ),
+            None => tracing::warn!(
+                hash = %verified.hash,
+                "RUNNING AN UNSIGNED COMPONENT: --allow-unsigned is for development only"
+            ),
+        }
+
+        let compiled = match &inner.cache {
+            Some(cache) => cache.load_or_compile(&inner.engine, bytes),
+            None => wasmtime::component::Component::new(&inner.engine, bytes)
+                .map(|c| (c, CacheOutcome::Disabled)),
+        };
+        let (component, outcome) = compiled.map_err(|e| LoadError::Compile {
+            component: id.to_string(),
+            reason: format!("{e:#}"),
+        })?;
+        match outcome {
+            CacheOutcome::Hit => tracing::info!("compiled artifact cache hit"),
+            CacheOutcome::Miss => tracing::info!("compiled artifact cache miss: compiled and stored"),
+            CacheOutcome::Disabled => tracing::debug!("compiled without a cache"),
+        }
+
+        self.check_imports(id, &component, verified.claims.as_ref())?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                component: id.to_string(),
+                reason: format!("{e:#}"),
+            })?;
+        Ok(Arc::new(Component::new(
+            id,
+            verified,
+            inner.engine.clone(),
+            pre,
+            limits,
+            outcome == CacheOutcome::Hit,
+        )))
+    }
+
+    /// Every import must be served by a capability, and granted when it needs a grant.
+    fn check_imports(
+        &self,
+        id: &str,
+        component: &wasmtime::component::Component,
+        claims: Option<&claims::Claims>,
+    ) -> Result<(), LoadError> {
+        let engine = &self.inner.engine;
+        for (import, _) in component.component_type().imports(engine) {
+            let Some(served) = capabilities::find_served(&self.inner.capabilities, import) else {
+                let served: Vec<&str> = self
+                    .inner
+                    .capabilities
+                    .iter()
+                    .flat_map(|c| c.serves())
+                    .map(|s| s.interface)
+                    .collect();
+                return Err(LoadError::Link {
+                    component: id.to_string(),
+                    reason: format!(
+                        "it imports `{import}`, which this host does not provide (it serves {})",
+                        served.join(", ")
+                    ),
+                });
+            };
+            if let Some(claims) = claims
+                && served.grant
+                && !claims.grants_interface(import)
+            {
+                return Err(LoadError::NotGranted {
+                    component: id.to_string(),
+                    interface: import.to_string(),
+                    grant: claims::strip_version(import).to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Advances the engine's epoch every tick until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("trellis-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the epoch thread: deadlines will not fire");
+        }
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

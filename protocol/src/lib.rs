@@ -1,0 +1,15 @@
+//! Wire types shared by everything that speaks on a Trellis lattice.
+//!
+//! This crate depends on nothing else of Trellis (see `docs/ARCHITECTURE.md`): the host, the
+//! provider SDK, wadm and the CLI all use it, so a format is defined exactly once.
+//!
+//! - [`claims`]: signed component claims, wascap-compatible JWTs embedded in the
+//!   `wasmcloud_jwt` custom section of a component, and their verification.
+//! - [`keys`]: the nkeys (ed25519) key kinds Trellis uses: accounts sign components, modules are
+//!   their subjects, services are providers, servers are hosts.
+//! - [`wasm`]: a minimal reader of the top-level structure of a wasm binary (enough to tell a
+//!   component from a core module and to strip or append a custom section).
+
+pub mod claims;
+pub mod keys;
+pub mod wasm;
