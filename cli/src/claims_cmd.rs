@@ -25,7 +25,11 @@ pub enum ClaimsCommand {
         /// The signed component.
         file: PathBuf,
         /// Also require the issuer to be one of these account keys; repeatable.
-        #[arg(long = "trusted-issuer", env = "TRELLIS_TRUSTED_ISSUERS", value_delimiter = ',')]
+        #[arg(
+            long = "trusted-issuer",
+            env = "TRELLIS_TRUSTED_ISSUERS",
+            value_delimiter = ','
+        )]
         trusted_issuers: Vec<String>,
     },
 }
@@ -79,10 +83,12 @@ pub fn run(command: ClaimsCommand, global: &GlobalArgs) -> anyhow::Result<ExitCo
 fn sign(args: SignArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let wasm = std::fs::read(&args.input)
         .with_context(|| format!("cannot read `{}`", args.input.display()))?;
-    let issuer = key_pair_from_seed(&read_seed(&args.issuer)?, KeyKind::Account)
-        .context("--issuer")?;
+    let issuer =
+        key_pair_from_seed(&read_seed(&args.issuer)?, KeyKind::Account).context("--issuer")?;
     let subject = match &args.subject {
-        Some(seed) => key_pair_from_seed(&read_seed(seed)?, KeyKind::Module).context("--subject")?,
+        Some(seed) => {
+            key_pair_from_seed(&read_seed(seed)?, KeyKind::Module).context("--subject")?
+        }
         None => KeyKind::Module.generate(),
     };
     for grant in &args.grants {
@@ -140,8 +146,7 @@ fn validate_grant(grant: &str) -> anyhow::Result<()> {
 }
 
 fn inspect(file: &PathBuf, trusted: &[String], global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let wasm =
-        std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
     let policy = TrustPolicy {
         issuers: if trusted.is_empty() {
             TrustedIssuers::Any
@@ -209,11 +214,18 @@ fn print_claims(claims: &Claims, kind: Option<WasmKind>) {
         "  revision:   {}",
         meta.rev.map_or("-".into(), |r| r.to_string())
     );
-    println!("  tags:       {}", meta.tags.as_deref().unwrap_or_default().join(", "));
+    println!(
+        "  tags:       {}",
+        meta.tags.as_deref().unwrap_or_default().join(", ")
+    );
     let grants = claims.grants();
     println!(
         "  grants:     {}",
-        if grants.is_empty() { "(none)".into() } else { grants.join(", ") }
+        if grants.is_empty() {
+            "(none)".into()
+        } else {
+            grants.join(", ")
+        }
     );
 }
 
@@ -223,10 +235,22 @@ mod tests {
 
     #[test]
     fn grants_are_wit_names() {
-        for ok in ["wasi:keyvalue/atomics", "wasi:keyvalue/*", "wasi:config", "wasi:http/outgoing-handler@0.2.0"] {
+        for ok in [
+            "wasi:keyvalue/atomics",
+            "wasi:keyvalue/*",
+            "wasi:config",
+            "wasi:http/outgoing-handler@0.2.0",
+        ] {
             assert!(validate_grant(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "keyvalue", "wasi:", "Wasi:http/x", "wasi:http/", "wasi http/x"] {
+        for bad in [
+            "",
+            "keyvalue",
+            "wasi:",
+            "Wasi:http/x",
+            "wasi:http/",
+            "wasi http/x",
+        ] {
             assert!(validate_grant(bad).is_err(), "{bad}");
         }
     }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use crate::output::OutputFormat;
 
 #[derive(Parser, Debug)]
-#[command(name = "trellis", version, about = "A distributed WebAssembly application host")]
+#[command(
+    name = "trellis",
+    version,
+    about = "A distributed WebAssembly application host"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -24,10 +28,20 @@ struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
     /// NATS server of the lattice.
-    #[arg(long, global = true, env = "TRELLIS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRELLIS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// Lattice name.
-    #[arg(long, global = true, env = "TRELLIS_LATTICE", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRELLIS_LATTICE",
+        default_value = "default"
+    )]
     pub lattice: String,
     /// Output format.
     #[arg(long, global = true, env = "TRELLIS_OUTPUT", value_enum, default_value_t = OutputFormat::Human)]
@@ -70,7 +84,9 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -26,7 +26,11 @@ pub struct RunArgs {
     #[arg(long, env = "TRELLIS_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Account public key (`A…`) whose signatures are trusted; repeatable.
-    #[arg(long = "trusted-issuer", env = "TRELLIS_TRUSTED_ISSUERS", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-issuer",
+        env = "TRELLIS_TRUSTED_ISSUERS",
+        value_delimiter = ','
+    )]
     trusted_issuers: Vec<String>,
     /// Run unsigned components (development only; loudly logged).
     #[arg(long, env = "TRELLIS_ALLOW_UNSIGNED")]
@@ -182,7 +186,11 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`: use KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`: use KiB, MiB or GiB"
+            ));
+        }
     };
     number
         .checked_mul(multiplier)
@@ -228,7 +236,10 @@ mod tests {
 
     #[test]
     fn references_and_config_pairs() {
-        assert_eq!(component_path("file:///a/b.wasm").unwrap(), PathBuf::from("/a/b.wasm"));
+        assert_eq!(
+            component_path("file:///a/b.wasm").unwrap(),
+            PathBuf::from("/a/b.wasm")
+        );
         assert_eq!(component_path("b.wasm").unwrap(), PathBuf::from("b.wasm"));
         assert!(component_path("oci://ghcr.io/x:1").is_err());
         assert_eq!(parse_config(&["a=b=c".into()]).unwrap()["a"], "b=c");

@@ -22,10 +22,15 @@ fn bench(c: &mut Criterion) {
         },
         ..RuntimeConfig::default()
     };
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = tokio.enter();
     let runtime = Runtime::builder(config).build().unwrap();
-    let component = runtime.load("hello", &signed, ComponentLimits::default()).unwrap();
+    let component = runtime
+        .load("hello", &signed, ComponentLimits::default())
+        .unwrap();
     let pre = component.http().unwrap().clone();
 
     let mut group = c.benchmark_group("instantiate");

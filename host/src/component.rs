@@ -142,12 +142,17 @@ impl Component {
         store.limiter(|s| &mut s.limits);
         let deadline = Instant::now() + self.limits.deadline;
         // Every epoch tick the guest yields to other tasks; past the deadline it is interrupted.
+        // `tokio::task::yield_now` (not a plain self-wake) sends the task to the back of the
+        // run queue, so a spinning guest cannot starve the requests queued behind it.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Err(Trap::Interrupt.into())
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store

@@ -146,12 +146,13 @@ impl Runtime {
     ) -> Result<Arc<Component>, LoadError> {
         let _span = tracing::info_span!("host.load_component", component = id).entered();
         let inner = &self.inner;
-        let verified = claims::verify(bytes, &inner.config.trust, claims::now_secs()).map_err(
-            |source| LoadError::Claims {
-                component: id.to_string(),
-                source,
-            },
-        )?;
+        let verified =
+            claims::verify(bytes, &inner.config.trust, claims::now_secs()).map_err(|source| {
+                LoadError::Claims {
+                    component: id.to_string(),
+                    source,
+                }
+            })?;
         if verified.kind == WasmKind::CoreModule {
             return Err(LoadError::CoreModule {
                 component: id.to_string(),
@@ -188,7 +189,9 @@ impl Runtime {
         })?;
         match outcome {
             CacheOutcome::Hit => tracing::info!("compiled artifact cache hit"),
-            CacheOutcome::Miss => tracing::info!("compiled artifact cache miss: compiled and stored"),
+            CacheOutcome::Miss => {
+                tracing::info!("compiled artifact cache miss: compiled and stored")
+            }
             CacheOutcome::Disabled => tracing::debug!("compiled without a cache"),
         }
 

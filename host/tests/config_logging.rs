@@ -41,11 +41,28 @@ async fn config_is_read_live_and_logs_land_in_tracing() {
     host.route(None, "/", component.clone());
     let client = client();
 
-    let body = client.get(host.url("/first")).send().await.unwrap().text().await.unwrap();
+    let body = client
+        .get(host.url("/first"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "greeting=none\n");
 
-    component.set_config(BTreeMap::from([("greeting".to_string(), "hello".to_string())]));
-    let body = client.get(host.url("/second")).send().await.unwrap().text().await.unwrap();
+    component.set_config(BTreeMap::from([(
+        "greeting".to_string(),
+        "hello".to_string(),
+    )]));
+    let body = client
+        .get(host.url("/second"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "greeting=hello\n");
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -54,5 +71,8 @@ async fn config_is_read_live_and_logs_land_in_tracing() {
         .find(|l| l.contains("handled request for /second"))
         .unwrap_or_else(|| panic!("guest log line missing from:\n{logs}"));
     assert!(line.contains("INFO"), "{line}");
-    assert!(line.contains("component=\"config_logging\"") || line.contains("component=config_logging"), "{line}");
+    assert!(
+        line.contains("component=\"config_logging\"") || line.contains("component=config_logging"),
+        "{line}"
+    );
 }

@@ -35,14 +35,26 @@ async fn each_bad_component_is_refused_with_its_own_reason_and_the_host_stays_up
             Signer::new().sign(&wasm, "hello", &[]).unwrap(),
             "is not trusted",
         ),
-        ("expired", host.signer.sign_expired(&wasm, "hello").unwrap(), "expired at"),
+        (
+            "expired",
+            host.signer.sign_expired(&wasm, "hello").unwrap(),
+            "expired at",
+        ),
         (
             "not yet valid",
             host.signer.sign_not_yet_valid(&wasm, "hello").unwrap(),
             "not valid yet",
         ),
-        ("truncated", signed[..signed.len() / 2].to_vec(), "truncated"),
-        ("not wasm", b"#!/bin/sh\necho hello\n".to_vec(), "not a WebAssembly file"),
+        (
+            "truncated",
+            signed[..signed.len() / 2].to_vec(),
+            "truncated",
+        ),
+        (
+            "not wasm",
+            b"#!/bin/sh\necho hello\n".to_vec(),
+            "not a WebAssembly file",
+        ),
         ("empty", Vec::new(), "not a WebAssembly file"),
         (
             "core module",
@@ -55,7 +67,10 @@ async fn each_bad_component_is_refused_with_its_own_reason_and_the_host_stays_up
     for (case, bytes, expected) in cases {
         let message = refusal(&host, &bytes);
         assert!(message.contains(expected), "{case}: {message}");
-        assert!(message.contains("candidate"), "{case} names the component: {message}");
+        assert!(
+            message.contains("candidate"),
+            "{case} names the component: {message}"
+        );
         assert_still_serving(&host).await;
     }
 }
@@ -64,7 +79,9 @@ async fn each_bad_component_is_refused_with_its_own_reason_and_the_host_stays_up
 async fn untrusted_issuer_message_says_how_to_trust_it() {
     let host = TestHost::start().await;
     let other = Signer::new();
-    let signed = other.sign(&guest("http_hello").unwrap(), "hello", &[]).unwrap();
+    let signed = other
+        .sign(&guest("http_hello").unwrap(), "hello", &[])
+        .unwrap();
     let message = refusal(&host, &signed);
     assert!(
         message.contains(&format!("--trusted-issuer {}", other.public_key())),
@@ -86,21 +103,35 @@ async fn an_import_not_granted_is_refused_naming_the_interface() {
         .unwrap();
     assert!(matches!(err, LoadError::NotGranted { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("wasi:config/store@0.2.0-draft"), "{message}");
+    assert!(
+        message.contains("wasi:config/store@0.2.0-draft"),
+        "{message}"
+    );
     assert!(message.contains("--grant wasi:config/store"), "{message}");
 
     let both = host
         .signer
-        .sign(&wasm, "config-logging", &["wasi:config/store", "wasi:logging/*"])
+        .sign(
+            &wasm,
+            "config-logging",
+            &["wasi:config/store", "wasi:logging/*"],
+        )
         .unwrap();
-    assert!(host.load_bytes("config-logging", &both, ComponentLimits::default()).is_ok());
+    assert!(
+        host.load_bytes("config-logging", &both, ComponentLimits::default())
+            .is_ok()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_runs_only_when_the_host_allows_it() {
     let host = TestHost::start_with(true).await;
     let component = host
-        .load_bytes("dev", &guest("http_hello").unwrap(), ComponentLimits::default())
+        .load_bytes(
+            "dev",
+            &guest("http_hello").unwrap(),
+            ComponentLimits::default(),
+        )
         .unwrap();
     assert!(component.claims().is_none());
     host.route(None, "/", component);
@@ -119,6 +150,9 @@ async fn a_component_needing_an_interface_the_host_lacks_is_refused_by_name() {
         .sign(&wat::parse_str(wat).unwrap(), "kv", &["wasi:keyvalue/*"])
         .unwrap();
     let message = refusal(&host, &signed);
-    assert!(message.contains("wasi:keyvalue/store@0.2.0-draft"), "{message}");
+    assert!(
+        message.contains("wasi:keyvalue/store@0.2.0-draft"),
+        "{message}"
+    );
     assert!(message.contains("does not provide"), "{message}");
 }

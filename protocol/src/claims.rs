@@ -168,9 +168,7 @@ pub enum ClaimsError {
         "component hash mismatch: the claims were signed for code with SHA-256 {claimed}, but this file's code hashes to {actual}; it was modified after signing, re-sign it"
     )]
     HashMismatch { claimed: String, actual: String },
-    #[error(
-        "claims expired at {at} ({ago} ago); re-sign the component with a later --expires-in"
-    )]
+    #[error("claims expired at {at} ({ago} ago); re-sign the component with a later --expires-in")]
     Expired { at: String, ago: String },
     #[error(
         "claims are not valid yet: not before {at} (in {wait}); wait, or re-sign without --not-before"
@@ -287,8 +285,9 @@ fn decode_jwt(jwt: &str) -> Result<(Claims, &str, Vec<u8>), ClaimsError> {
     let body = URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|e| ClaimsError::Malformed(format!("claims are not base64url: {e}")))?;
-    let claims: Claims = serde_json::from_slice(&body)
-        .map_err(|e| ClaimsError::Malformed(format!("claims do not match the wascap shape: {e}")))?;
+    let claims: Claims = serde_json::from_slice(&body).map_err(|e| {
+        ClaimsError::Malformed(format!("claims do not match the wascap shape: {e}"))
+    })?;
     let sig = URL_SAFE_NO_PAD
         .decode(sig)
         .map_err(|e| ClaimsError::Malformed(format!("signature is not base64url: {e}")))?;
@@ -446,7 +445,10 @@ mod tests {
     fn unsigned_is_refused_unless_allowed() {
         let (account, _) = keys();
         let mut policy = policy_trusting(&account);
-        assert_eq!(verify(&component(), &policy, NOW).unwrap_err(), ClaimsError::Unsigned);
+        assert_eq!(
+            verify(&component(), &policy, NOW).unwrap_err(),
+            ClaimsError::Unsigned
+        );
         policy.allow_unsigned = true;
         assert!(verify(&component(), &policy, NOW).unwrap().claims.is_none());
     }
@@ -528,18 +530,30 @@ mod tests {
             let mut wasm = component();
             append_custom_section(&mut wasm, JWT_SECTION, payload);
             let err = verify(&wasm, &policy_trusting(&KeyPair::new_account()), NOW).unwrap_err();
-            assert!(matches!(err, ClaimsError::Malformed(_)), "{payload:?}: {err}");
+            assert!(
+                matches!(err, ClaimsError::Malformed(_)),
+                "{payload:?}: {err}"
+            );
         }
     }
 
     #[test]
     fn grants_match_interfaces_packages_and_ignore_versions() {
-        assert!(grant_covers("wasi:keyvalue/store", "wasi:keyvalue/store@0.2.0-draft"));
+        assert!(grant_covers(
+            "wasi:keyvalue/store",
+            "wasi:keyvalue/store@0.2.0-draft"
+        ));
         assert!(grant_covers("wasi:keyvalue/*", "wasi:keyvalue/atomics"));
         assert!(grant_covers("wasi:keyvalue", "wasi:keyvalue/batch"));
         assert!(!grant_covers("wasi:keyvalue/*", "wasi:keyvaluex/store"));
-        assert!(!grant_covers("wasi:keyvalue/store", "wasi:keyvalue/atomics"));
-        assert!(!grant_covers("wasi:http/incoming-handler", "wasi:http/outgoing-handler"));
+        assert!(!grant_covers(
+            "wasi:keyvalue/store",
+            "wasi:keyvalue/atomics"
+        ));
+        assert!(!grant_covers(
+            "wasi:http/incoming-handler",
+            "wasi:http/outgoing-handler"
+        ));
     }
 
     #[test]

@@ -25,9 +25,13 @@ pub enum WasmKind {
 pub enum WasmError {
     #[error("not a WebAssembly file: it does not start with the `\\0asm` magic bytes")]
     NotWasm,
-    #[error("unsupported WebAssembly version {0:02x?}: expected a core module (01 00 00 00) or a component (0d 00 01 00)")]
+    #[error(
+        "unsupported WebAssembly version {0:02x?}: expected a core module (01 00 00 00) or a component (0d 00 01 00)"
+    )]
     UnknownVersion([u8; 4]),
-    #[error("truncated WebAssembly file: {0} (the file is {1} bytes; was it cut short while copying?)")]
+    #[error(
+        "truncated WebAssembly file: {0} (the file is {1} bytes; was it cut short while copying?)"
+    )]
     Truncated(String, usize),
 }
 
@@ -125,7 +129,11 @@ pub fn strip_custom_section(bytes: &[u8], name: &str) -> Result<Vec<u8>, WasmErr
     let layout = WasmLayout::parse(bytes)?;
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(&bytes[..8]);
-    for s in layout.sections.iter().filter(|s| s.custom_name != Some(name)) {
+    for s in layout
+        .sections
+        .iter()
+        .filter(|s| s.custom_name != Some(name))
+    {
         out.extend_from_slice(&bytes[s.range.clone()]);
     }
     Ok(out)
@@ -189,13 +197,22 @@ mod tests {
         append_custom_section(&mut signed, "wasmcloud_jwt", b"payload");
         let layout = WasmLayout::parse(&signed).unwrap();
         assert_eq!(layout.kind, WasmKind::CoreModule);
-        assert_eq!(layout.custom_section("wasmcloud_jwt"), Some(&b"payload"[..]));
-        assert_eq!(strip_custom_section(&signed, "wasmcloud_jwt").unwrap(), original);
+        assert_eq!(
+            layout.custom_section("wasmcloud_jwt"),
+            Some(&b"payload"[..])
+        );
+        assert_eq!(
+            strip_custom_section(&signed, "wasmcloud_jwt").unwrap(),
+            original
+        );
     }
 
     #[test]
     fn rejects_non_wasm_truncated_and_unknown_versions() {
-        assert_eq!(WasmLayout::parse(b"hello world").unwrap_err(), WasmError::NotWasm);
+        assert_eq!(
+            WasmLayout::parse(b"hello world").unwrap_err(),
+            WasmError::NotWasm
+        );
         assert_eq!(WasmLayout::parse(b"").unwrap_err(), WasmError::NotWasm);
         let m = module();
         for cut in [5, 9, m.len() - 1] {
@@ -204,7 +221,10 @@ mod tests {
         }
         let mut odd = m.clone();
         odd[4] = 2;
-        assert!(matches!(WasmLayout::parse(&odd), Err(WasmError::UnknownVersion(_))));
+        assert!(matches!(
+            WasmLayout::parse(&odd),
+            Err(WasmError::UnknownVersion(_))
+        ));
     }
 
     #[test]

@@ -50,7 +50,9 @@ fn build_guests() -> anyhow::Result<PathBuf> {
         .status()
         .context("cannot run cargo to build the guest components")?;
     if !status.success() {
-        bail!("building the guest components failed ({status}); is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`");
+        bail!(
+            "building the guest components failed ({status}); is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`"
+        );
     }
     Ok(target_dir.join("wasm32-wasip2").join("release"))
 }
@@ -101,8 +103,19 @@ impl Signer {
     }
 
     /// Signs with full control of the options and of "now".
-    pub fn sign_with(&self, wasm: &[u8], options: SignOptions, now: u64) -> anyhow::Result<Vec<u8>> {
-        Ok(claims::sign(wasm, &self.account, &KeyPair::new_module(), &options, now)?)
+    pub fn sign_with(
+        &self,
+        wasm: &[u8],
+        options: SignOptions,
+        now: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        Ok(claims::sign(
+            wasm,
+            &self.account,
+            &KeyPair::new_module(),
+            &options,
+            now,
+        )?)
     }
 
     /// Claims that expired an hour ago.

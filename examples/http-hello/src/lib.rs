@@ -20,6 +20,8 @@ impl Guest for HttpHello {
         let headers = Fields::new();
         // Cannot fail: the name and value are valid and not forbidden.
         let _ = headers.append("content-type", b"text/plain");
+        // A known length lets the host send a plain body instead of chunked encoding.
+        let _ = headers.append("content-length", BODY.len().to_string().as_bytes());
 
         // A new outgoing-response has status 200.
         let response = OutgoingResponse::new(headers);

@@ -56,7 +56,10 @@ impl Capability for WasiConfig {
     }
 
     fn serves(&self) -> &'static [Served] {
-        &[Served { interface: "wasi:config/store", grant: true }]
+        &[Served {
+            interface: "wasi:config/store",
+            grant: true,
+        }]
     }
 
     fn add_to_linker(&self, linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {

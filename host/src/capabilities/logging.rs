@@ -59,12 +59,13 @@ impl Capability for WasiLogging {
     }
 
     fn serves(&self) -> &'static [Served] {
-        &[Served { interface: "wasi:logging/logging", grant: true }]
+        &[Served {
+            interface: "wasi:logging/logging",
+            grant: true,
+        }]
     }
 
     fn add_to_linker(&self, linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
-        logging::add_to_linker::<InvocationState, LoggingData>(linker, |state| {
-            &state.component_id
-        })
+        logging::add_to_linker::<InvocationState, LoggingData>(linker, |state| &state.component_id)
     }
 }

@@ -70,8 +70,14 @@ mod tests {
     fn imports_find_the_interface_that_serves_them() {
         let caps = defaults();
         let found = |i| find_served(&caps, i).map(|s| (s.interface, s.grant));
-        assert_eq!(found("wasi:cli/environment@0.2.6"), Some(("wasi:cli/*", false)));
-        assert_eq!(found("wasi:http/types@0.2.2"), Some(("wasi:http/types", false)));
+        assert_eq!(
+            found("wasi:cli/environment@0.2.6"),
+            Some(("wasi:cli/*", false))
+        );
+        assert_eq!(
+            found("wasi:http/types@0.2.2"),
+            Some(("wasi:http/types", false))
+        );
         assert_eq!(
             found("wasi:http/outgoing-handler@0.2.0"),
             Some(("wasi:http/outgoing-handler", true))

@@ -19,12 +19,30 @@ impl Capability for WasiBase {
 
     fn serves(&self) -> &'static [Served] {
         const BASE: &[Served] = &[
-            Served { interface: "wasi:cli/*", grant: false },
-            Served { interface: "wasi:clocks/*", grant: false },
-            Served { interface: "wasi:io/*", grant: false },
-            Served { interface: "wasi:random/*", grant: false },
-            Served { interface: "wasi:filesystem/*", grant: false },
-            Served { interface: "wasi:sockets/*", grant: false },
+            Served {
+                interface: "wasi:cli/*",
+                grant: false,
+            },
+            Served {
+                interface: "wasi:clocks/*",
+                grant: false,
+            },
+            Served {
+                interface: "wasi:io/*",
+                grant: false,
+            },
+            Served {
+                interface: "wasi:random/*",
+                grant: false,
+            },
+            Served {
+                interface: "wasi:filesystem/*",
+                grant: false,
+            },
+            Served {
+                interface: "wasi:sockets/*",
+                grant: false,
+            },
         ];
         BASE
     }
@@ -44,8 +62,14 @@ impl Capability for WasiHttp {
 
     fn serves(&self) -> &'static [Served] {
         const HTTP: &[Served] = &[
-            Served { interface: "wasi:http/types", grant: false },
-            Served { interface: "wasi:http/outgoing-handler", grant: true },
+            Served {
+                interface: "wasi:http/types",
+                grant: false,
+            },
+            Served {
+                interface: "wasi:http/outgoing-handler",
+                grant: true,
+            },
         ];
         HTTP
     }

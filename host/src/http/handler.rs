@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::Scheme;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::Component;
@@ -59,11 +58,11 @@ pub async fn handle(
     let deadline = component.limits().deadline;
     let mut store = component.new_store();
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let prepared = (|| {
+    let prepared = (|| -> wasmtime::Result<_> {
         let mut http = store.data_mut().http();
-        let req = http.new_incoming_request(Scheme::HTTP, request)?;
+        let req = http.new_incoming_request(Scheme::Http, request)?;
         let out = http.new_response_outparam(sender)?;
-        wasmtime::Result::Ok((req, out))
+        Ok((req, out))
     })();
     let (req, out) = match prepared {
         Ok(handles) => handles,
@@ -87,7 +86,11 @@ pub async fn handle(
         if let Err(e) = &result {
             let id = task_component.id();
             if is_deadline(e) {
-                tracing::warn!(component = id, ?deadline, "invocation exceeded its deadline");
+                tracing::warn!(
+                    component = id,
+                    ?deadline,
+                    "invocation exceeded its deadline"
+                );
             } else {
                 tracing::warn!(component = id, error = %format!("{e:#}"), "invocation trapped");
             }

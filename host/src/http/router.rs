@@ -88,7 +88,11 @@ fn normalize_host(host: &str) -> String {
     let host = host.trim();
     let without_port = match host.rsplit_once(':') {
         Some((h, port)) if !h.ends_with(']') || host.starts_with('[') => {
-            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         }
         _ => host,
     };
@@ -139,7 +143,10 @@ mod tests {
     #[test]
     fn host_routes_win_and_ignore_case_and_port() {
         let r = router();
-        assert_eq!(r.resolve(Some("shop.example.com:8080"), "/api"), Some("shop"));
+        assert_eq!(
+            r.resolve(Some("shop.example.com:8080"), "/api"),
+            Some("shop")
+        );
         assert_eq!(r.resolve(Some("SHOP.example.COM"), "/"), Some("shop"));
     }
 
