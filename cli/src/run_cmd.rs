@@ -64,7 +64,7 @@ pub fn run(args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let cache_dir = if args.no_cache {
         None
     } else {
-        Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir))
+        args.cache_dir.clone().or_else(default_cache_dir)
     };
     let runtime_config = RuntimeConfig {
         max_instances: args.max_concurrent.max(1),
@@ -166,11 +166,10 @@ fn parse_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn default_cache_dir() -> PathBuf {
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("trellis")
-        .join("compiled")
+/// The user's cache dir; never a shared temporary directory, where another user could plant
+/// artifacts (which are native code).
+fn default_cache_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("trellis").join("compiled"))
 }
 
 /// `128MiB`, `64M`, `1GiB`, `4096`.

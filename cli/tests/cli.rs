@@ -213,44 +213,26 @@ fn sign_rejects_bad_seeds_and_grants_clearly() {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         json["seed"].as_str().unwrap().to_string()
     };
-    let out = run(&[
-        "claims",
-        "sign",
-        input.to_str().unwrap(),
-        "--issuer",
-        &module_seed,
-        "--name",
-        "x",
-        "-o",
-        out_path.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("account key"),
-        "{}",
+    let refused = |issuer: &str, extra: &[&str]| {
+        let mut args = vec![
+            "claims",
+            "sign",
+            input.to_str().unwrap(),
+            "--issuer",
+            issuer,
+        ];
+        args.extend_from_slice(&["--name", "x", "-o", out_path.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
         text(&out.stderr)
-    );
+    };
+    let stderr = refused(&module_seed, &[]);
+    assert!(stderr.contains("account key"), "{stderr}");
     let account = gen_account(dir.path());
     let issuer = format!("@{}", account.seed_file.display());
-    let out = run(&[
-        "claims",
-        "sign",
-        input.to_str().unwrap(),
-        "--issuer",
-        &issuer,
-        "--name",
-        "x",
-        "--grant",
-        "keyvalue",
-        "-o",
-        out_path.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("invalid --grant `keyvalue`"),
-        "{}",
-        text(&out.stderr)
-    );
+    let stderr = refused(&issuer, &["--grant", "keyvalue"]);
+    assert!(stderr.contains("invalid --grant `keyvalue`"), "{stderr}");
     assert!(!out_path.exists(), "nothing is written on error");
 }
 

@@ -69,7 +69,9 @@ impl Component {
             id: Arc::from(id),
             verified,
             engine,
-            http: ProxyPre::new(pre).ok(),
+            http: ProxyPre::new(pre)
+                .inspect_err(|e| tracing::debug!(component = id, reason = %e, "no wasi:http/incoming-handler export"))
+                .ok(),
             permits: Arc::new(Semaphore::new(limits.max_concurrent)),
             limits,
             config: RwLock::new(Arc::default()),

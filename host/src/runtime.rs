@@ -61,17 +61,37 @@ impl RuntimeBuilder {
     }
 
     pub fn build(self) -> anyhow::Result<Runtime> {
-        let engine = Engine::new(&engine_config(&self.config))?;
+        if self.config.max_memory_bytes > MAX_MEMORY_BYTES {
+            anyhow::bail!(
+                "the memory limit of {} bytes exceeds 4 GiB, the most a 32-bit wasm memory can use",
+                self.config.max_memory_bytes
+            );
+        }
+        let engine = Engine::new(&engine_config(&self.config)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the wasm engine for {} instances: {e} (each instance reserves about 4 GiB of virtual address space; lower --max-concurrent or raise `ulimit -v`)",
+                self.config.max_instances
+            )
+        })?;
         let mut linker = Linker::new(&engine);
         for capability in &self.capabilities {
             capability.add_to_linker(&mut linker).map_err(|e| {
                 anyhow::anyhow!("cannot add capability `{}`: {e}", capability.name())
             })?;
         }
-        let ticker = EpochTicker::start(engine.clone(), self.config.epoch_tick);
+        let ticker = EpochTicker::start(engine.clone(), self.config.epoch_tick).map_err(|e| {
+            anyhow::anyhow!("cannot start the epoch thread that enforces deadlines: {e}")
+        })?;
+        let cache = self.config.cache_dir.as_ref().and_then(|dir| {
+            ArtifactCache::open(dir)
+                .inspect_err(|e| {
+                    tracing::warn!(dir = %dir.display(), error = %e, "compiled-artifact cache disabled")
+                })
+                .ok()
+        });
         Ok(Runtime {
             inner: Arc::new(Inner {
-                cache: self.config.cache_dir.clone().map(ArtifactCache::new),
+                cache,
                 engine,
                 linker,
                 capabilities: self.capabilities,
@@ -82,22 +102,23 @@ impl RuntimeBuilder {
     }
 }
 
+/// A 32-bit wasm memory can address at most 4 GiB.
+const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
 fn engine_config(config: &RuntimeConfig) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     let instances = config.max_instances;
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(8))
-        .total_memories(instances.saturating_mul(2))
+        .total_memories(instances)
         .total_tables(instances.saturating_mul(8))
         .total_stacks(instances)
         .max_core_instances_per_component(32)
-        .max_memories_per_component(4)
+        .max_memories_per_component(2)
         .max_tables_per_component(16)
         .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
     let mut cfg = Config::new();
-    cfg.wasm_component_model(true)
-        .epoch_interruption(true)
-        .memory_init_cow(true)
+    cfg.epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     cfg
 }
@@ -179,7 +200,7 @@ impl Runtime {
         }
 
         let compiled = match &inner.cache {
-            Some(cache) => cache.load_or_compile(&inner.engine, bytes),
+            Some(cache) => cache.load_or_compile(&inner.engine, bytes, &verified.hash),
             None => wasmtime::component::Component::new(&inner.engine, bytes)
                 .map(|c| (c, CacheOutcome::Disabled)),
         };
@@ -259,21 +280,18 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> Self {
+    fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("trellis-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     engine.increment_epoch();
                 }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the epoch thread: deadlines will not fire");
-        }
-        Self { stop }
+            })?;
+        Ok(Self { stop })
     }
 }
 

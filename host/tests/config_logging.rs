@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{TestHost, client};
+use common::{TestHost, get_text};
 use trellis_host::ComponentLimits;
 
 #[derive(Clone, Default)]
@@ -39,31 +39,13 @@ async fn config_is_read_live_and_logs_land_in_tracing() {
         ComponentLimits::default(),
     );
     host.route(None, "/", component.clone());
-    let client = client();
-
-    let body = client
-        .get(host.url("/first"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(body, "greeting=none\n");
+    assert_eq!(get_text(&host.url("/first")).await, "greeting=none\n");
 
     component.set_config(BTreeMap::from([(
         "greeting".to_string(),
         "hello".to_string(),
     )]));
-    let body = client
-        .get(host.url("/second"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(body, "greeting=hello\n");
+    assert_eq!(get_text(&host.url("/second")).await, "greeting=hello\n");
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let line = logs

@@ -241,3 +241,60 @@ async fn a_busy_component_answers_503_after_waiting_its_deadline() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_after_the_response_head_breaks_the_body_instead_of_ending_it_cleanly() {
+    let host = TestHost::start().await;
+    let broken = host.load_guest("trap_mid_body", &[], ComponentLimits::default());
+    let hello = host.load_guest("http_hello", &[], ComponentLimits::default());
+    host.route(None, "/", broken);
+    host.route(None, "/hello", hello);
+    // Depending on timing the connection breaks before or after the head reaches the client;
+    // either way the client must see an error, never a clean end of a truncated body.
+    let outcome = match client().get(host.url("/")).send().await {
+        Ok(response) => response.bytes().await.map(|b| b.len()),
+        Err(e) => Err(e),
+    };
+    assert!(
+        outcome.is_err(),
+        "a truncated body looked complete: {outcome:?}"
+    );
+    // And the host goes on serving.
+    let again = client().get(host.url("/hello")).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_mid_upload_cannot_hold_an_instance_past_the_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let host = TestHost::start().await;
+    let echo = host.load_guest(
+        "echo",
+        &[],
+        ComponentLimits {
+            max_concurrent: 1,
+            deadline: Duration::from_secs(1),
+            ..ComponentLimits::default()
+        },
+    );
+    host.route(None, "/", echo);
+    // Headers promise 1 MiB, then the client goes silent with the only slot taken.
+    let mut stalled = tokio::net::TcpStream::connect(host.server.local_addr())
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\npartial")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The stalled invocation is ended at its deadline, freeing the slot for this one.
+    let response = client()
+        .post(host.url("/"))
+        .body("after the stall")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "after the stall");
+    drop(stalled);
+}

@@ -189,10 +189,31 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The section name older wascap versions used for claims; stripped before hashing too.
+const LEGACY_JWT_SECTION: &str = "jwt";
+
+/// `wasm` without any (current or legacy) claims section: the bytes the hash covers.
+fn without_claims(wasm: &[u8]) -> Result<Vec<u8>, ClaimsError> {
+    let stripped = strip_custom_section(wasm, JWT_SECTION)?;
+    Ok(strip_custom_section(&stripped, LEGACY_JWT_SECTION)?)
+}
+
 /// SHA-256 (upper-case hex) of `wasm` without its claims section.
 pub fn code_hash(wasm: &[u8]) -> Result<String, ClaimsError> {
-    let stripped = strip_custom_section(wasm, JWT_SECTION)?;
-    Ok(hex::encode_upper(Sha256::digest(&stripped)))
+    Ok(hex::encode_upper(Sha256::digest(without_claims(wasm)?)))
+}
+
+/// The latest time claims can carry: 9999-12-31T23:59:59Z.
+const MAX_TIME: u64 = 253_402_300_799;
+
+fn time_after(now: u64, offset: Option<Duration>, flag: &str) -> Result<Option<u64>, ClaimsError> {
+    offset
+        .map(|d| {
+            now.checked_add(d.as_secs())
+                .filter(|t| *t <= MAX_TIME)
+                .ok_or_else(|| ClaimsError::Signing(format!("{flag} reaches past the year 9999")))
+        })
+        .transpose()
 }
 
 /// Signs `wasm` (a component or core module), replacing any claims it already has.
@@ -214,15 +235,17 @@ pub fn sign(
             "the subject must be a module key (`SM…`) or a service key (`SV…`)".into(),
         ));
     }
-    let mut out = strip_custom_section(wasm, JWT_SECTION)?;
+    let exp = time_after(now, options.expires_in, "--expires-in")?;
+    let nbf = time_after(now, options.not_before, "--not-before")?;
+    let mut out = without_claims(wasm)?;
     let hash = hex::encode_upper(Sha256::digest(&out));
     let claims = Claims {
-        exp: options.expires_in.map(|d| now + d.as_secs()),
+        exp,
         jti: hex::encode(rand::random::<[u8; 16]>()),
         iat: now,
         iss: issuer.public_key(),
         sub,
-        nbf: options.not_before.map(|d| now + d.as_secs()),
+        nbf,
         wascap: ComponentMetadata {
             name: Some(options.name.clone()),
             hash,
@@ -328,6 +351,13 @@ pub fn verify(wasm: &[u8], policy: &TrustPolicy, now: u64) -> Result<Verified, C
         .map_err(|_| ClaimsError::BadSignature {
             issuer: claims.iss.clone(),
         })?;
+    if let TrustedIssuers::Only(trusted) = &policy.issuers
+        && !trusted.contains(&claims.iss)
+    {
+        return Err(ClaimsError::UntrustedIssuer {
+            issuer: claims.iss.clone(),
+        });
+    }
 
     if !claims.wascap.hash.eq_ignore_ascii_case(&actual) {
         return Err(ClaimsError::HashMismatch {
@@ -347,13 +377,6 @@ pub fn verify(wasm: &[u8], policy: &TrustPolicy, now: u64) -> Result<Verified, C
             wait: format_secs(nbf - now),
         });
     }
-    if let TrustedIssuers::Only(trusted) = &policy.issuers
-        && !trusted.contains(&claims.iss)
-    {
-        return Err(ClaimsError::UntrustedIssuer {
-            issuer: claims.iss.clone(),
-        });
-    }
     Ok(Verified {
         kind,
         hash: actual,
@@ -361,8 +384,12 @@ pub fn verify(wasm: &[u8], policy: &TrustPolicy, now: u64) -> Result<Verified, C
     })
 }
 
-/// RFC 3339 time of `secs` since the Unix epoch.
+/// RFC 3339 time of `secs` since the Unix epoch (the raw number past the year 9999, which
+/// claims from elsewhere may carry).
 pub fn format_time(secs: u64) -> String {
+    if secs > MAX_TIME {
+        return format!("{secs} (seconds since 1970, past the year 9999)");
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
@@ -507,6 +534,44 @@ mod tests {
     }
 
     #[test]
+    fn absurd_times_are_refused_when_signing_and_shown_when_read() {
+        let far = SignOptions {
+            expires_in: Some(Duration::from_secs(u64::MAX / 2)),
+            ..opts()
+        };
+        let (account, module) = keys();
+        let err = sign(&component(), &account, &module, &far, NOW).unwrap_err();
+        assert!(err.to_string().contains("year 9999"), "{err}");
+        assert!(format_time(u64::MAX).contains("past the year 9999"));
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_forged_far_future_not_before_is_an_error_not_a_panic() {
+        let (account, module) = keys();
+        let mut claims = read(&sign(&component(), &account, &module, &opts(), NOW).unwrap())
+            .unwrap()
+            .unwrap()
+            .1;
+        claims.nbf = Some(u64::MAX);
+        let mut wasm = without_claims(&component()).unwrap();
+        let jwt = encode_jwt(&claims, &account).unwrap();
+        append_custom_section(&mut wasm, JWT_SECTION, jwt.as_bytes());
+        let err = verify(&wasm, &policy_trusting(&account), NOW).unwrap_err();
+        assert!(matches!(err, ClaimsError::NotYetValid { .. }), "{err}");
+    }
+
+    #[test]
+    fn legacy_jwt_sections_do_not_count_in_the_hash() {
+        let mut with_legacy = component();
+        append_custom_section(&mut with_legacy, "jwt", b"old");
+        assert_eq!(
+            code_hash(&with_legacy).unwrap(),
+            code_hash(&component()).unwrap()
+        );
+    }
+
+    #[test]
     fn untrusted_issuer_is_named() {
         let (wasm, account) = signed(&opts());
         let other = KeyPair::new_account();
@@ -535,6 +600,24 @@ mod tests {
                 "{payload:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn verify_never_panics_on_any_single_bit_flip() {
+        let (wasm, account) = signed(&opts());
+        let policy = policy_trusting(&account);
+        let mut rejected = 0;
+        for i in 0..wasm.len() {
+            for bit in [0, 3, 7] {
+                let mut flipped = wasm.clone();
+                flipped[i] ^= 1 << bit;
+                if verify(&flipped, &policy, NOW).is_err() {
+                    rejected += 1;
+                }
+            }
+        }
+        // Every flip lands in the preamble, the code or the signed JWT: all are caught.
+        assert_eq!(rejected, wasm.len() * 3);
     }
 
     #[test]

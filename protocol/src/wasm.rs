@@ -33,6 +33,10 @@ pub enum WasmError {
         "truncated WebAssembly file: {0} (the file is {1} bytes; was it cut short while copying?)"
     )]
     Truncated(String, usize),
+    #[error(
+        "malformed WebAssembly file: the custom section at byte {0} has a name that is not UTF-8"
+    )]
+    BadSectionName(usize),
 }
 
 /// One top-level section.
@@ -91,15 +95,11 @@ impl<'a> WasmLayout<'a> {
                 let (len, n) = read_leb_u32(body).ok_or_else(|| {
                     WasmError::Truncated(format!("custom section name at byte {pos}"), bytes.len())
                 })?;
-                let name = body
-                    .get(n..n + len as usize)
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        WasmError::Truncated(
-                            format!("custom section name at byte {pos}"),
-                            bytes.len(),
-                        )
-                    })?;
+                let name = body.get(n..n + len as usize).ok_or_else(|| {
+                    WasmError::Truncated(format!("custom section name at byte {pos}"), bytes.len())
+                })?;
+                let name =
+                    std::str::from_utf8(name).map_err(|_| WasmError::BadSectionName(start))?;
                 (Some(name), &body[n + len as usize..])
             } else {
                 (None, body)
@@ -153,6 +153,9 @@ pub fn append_custom_section(bytes: &mut Vec<u8>, name: &str, payload: &[u8]) {
 fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
     let mut result: u32 = 0;
     for (i, b) in bytes.iter().take(5).enumerate() {
+        if i == 4 && *b > 0x0f {
+            return None; // more than 32 bits
+        }
         result |= u32::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             return Some((result, i + 1));

@@ -1,1 +1,6 @@
-//! placeholder
+//! Declarative application deployment for a Trellis lattice: wadm/OAM manifests, scalers as
+//! pure functions from (desired, observed) state to control commands, and the
+//! `wadm.api.{lattice}.model.*` API.
+//!
+//! This crate is reserved for the wadm issue. It talks to hosts only through the lattice
+//! protocol (`trellis-protocol`), never by importing the host, and exports nothing yet.
