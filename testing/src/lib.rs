@@ -6,6 +6,9 @@
 //!   no-op).
 //! - [`Signer`]: an account key that signs test components with chosen grants and times.
 //! - [`tamper`]: flips one byte inside the code of a wasm file.
+//! - [`nats::NatsServer`]: a private `nats-server -js` per test, on a free port.
+
+pub mod nats;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
