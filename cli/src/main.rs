@@ -1,9 +1,12 @@
 //! `trellis`: the one binary people use. See DESIGN.md §5 for the contract of names and flags.
 
 mod claims_cmd;
+mod get_cmd;
+mod host_cmd;
 mod keys_cmd;
 mod output;
 mod run_cmd;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -62,6 +65,13 @@ enum Command {
     },
     /// Serve one component over HTTP in this process, without NATS (like `wasmtime serve`).
     Run(run_cmd::RunArgs),
+    /// Run a host joined to the lattice.
+    Host(host_cmd::HostArgs),
+    /// Query the lattice.
+    Get {
+        #[command(subcommand)]
+        command: get_cmd::GetCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +81,8 @@ fn main() -> ExitCode {
         Command::Keys { command } => keys_cmd::run(command, &cli.global),
         Command::Claims { command } => claims_cmd::run(command, &cli.global),
         Command::Run(args) => run_cmd::run(args, &cli.global),
+        Command::Host(args) => host_cmd::run(args, &cli.global),
+        Command::Get { command } => get_cmd::run(command, &cli.global),
     };
     match result {
         Ok(code) => code,

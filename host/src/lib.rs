@@ -12,6 +12,9 @@
 //! and is added with [`RuntimeBuilder::capability`]. The WASI 0.2 base interfaces and
 //! `wasi:http` come built in; `wasi:config` and `wasi:logging` are in [`capabilities`].
 //!
+//! [`lattice`] joins a NATS lattice: host identity, labels, heartbeats, the host's part of
+//! the wasmCloud v1 control interface.
+//!
 //! [`http`] serves components that export `wasi:http/incoming-handler` on one listener,
 //! routed by Host header and path prefix.
 
@@ -20,6 +23,7 @@ pub mod capabilities;
 mod component;
 mod error;
 pub mod http;
+pub mod lattice;
 mod runtime;
 mod state;
 

@@ -5,11 +5,14 @@
 //!
 //! - [`claims`]: signed component claims, wascap-compatible JWTs embedded in the
 //!   `wasmcloud_jwt` custom section of a component, and their verification.
+//! - [`ctl`]: the wasmCloud v1 control interface: subjects, the `CtlResponse` envelope, host
+//!   and inventory shapes, CloudEvents.
 //! - [`keys`]: the nkeys (ed25519) key kinds Trellis uses: accounts sign components, modules are
 //!   their subjects, services are providers, servers are hosts.
 //! - [`wasm`]: a minimal reader of the top-level structure of a wasm binary (enough to tell a
 //!   component from a core module and to strip or append a custom section).
 
 pub mod claims;
+pub mod ctl;
 pub mod keys;
 pub mod wasm;

@@ -1,0 +1,68 @@
+//! `trellis host`: one host joined to the lattice.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use trellis_host::lattice::{self, LatticeConfig};
+
+use crate::GlobalArgs;
+use crate::signals::wait_for_shutdown_signal;
+
+#[derive(clap::Args, Debug)]
+pub struct HostArgs {
+    /// A label `key=value` for placement; repeatable.
+    #[arg(long = "label", env = "TRELLIS_LABELS", value_delimiter = ',')]
+    labels: Vec<String>,
+    /// How often to publish a heartbeat with the inventory.
+    #[arg(long, env = "TRELLIS_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// How long to wait for NATS at start-up.
+    #[arg(long, env = "TRELLIS_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+}
+
+pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let labels = parse_labels(&args.labels)?;
+    let config = LatticeConfig {
+        nats_url: global.nats_url.clone(),
+        lattice: global.lattice.clone(),
+        labels,
+        heartbeat_interval: args.heartbeat_interval,
+        connect_timeout: args.connect_timeout,
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async move {
+        let mut handle = lattice::join(config).await?;
+        println!(
+            "host {} joined lattice `{}`",
+            handle.host_id(),
+            global.lattice
+        );
+        tokio::select! {
+            _ = wait_for_shutdown_signal() => {
+                tracing::info!("shutting down: leaving the lattice");
+                handle.shutdown().await;
+            }
+            _ = handle.stopped() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `k=v` pairs; keys non-empty.
+pub fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--label `{pair}` must be `key=value`"))
+        })
+        .collect()
+}

@@ -1,0 +1,246 @@
+//! `trellis host` and `trellis get hosts` on a private nats-server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use trellis_testing::nats::{NatsServer, free_port};
+
+fn trellis(nats: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.env("TRELLIS_NATS_URL", nats)
+        .env("TRELLIS_LATTICE", "test")
+        .env("NO_COLOR", "1")
+        .env_remove("TRELLIS_LABELS");
+    cmd
+}
+
+/// A `trellis host` child, killed on drop.
+struct HostProcess(Child);
+
+impl HostProcess {
+    fn start(nats: &str, labels: &[&str]) -> Self {
+        let mut cmd = trellis(nats);
+        cmd.args(["host", "--heartbeat-interval", "500ms"]);
+        for label in labels {
+            cmd.args(["--label", label]);
+        }
+        Self(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn terminate(mut self) -> bool {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        self.0.wait().unwrap().success()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get_hosts(nats: &str) -> Vec<serde_json::Value> {
+    let out: Output = trellis(nats)
+        .args(["get", "hosts", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `get hosts` until `want` hosts answer (bounded, generous: start-up on a loaded box).
+fn wait_for_hosts(nats: &str, want: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let hosts = get_hosts(nats);
+        if hosts.len() == want || Instant::now() > deadline {
+            return hosts;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn three_labelled_hosts_are_listed_and_leave_cleanly() {
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let hosts = [
+        HostProcess::start(&url, &["zone=cloud"]),
+        HostProcess::start(&url, &["zone=k8s", "tier=gold"]),
+        HostProcess::start(&url, &["zone=edge"]),
+    ];
+    let listed = wait_for_hosts(&url, 3);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let mut zones: Vec<&str> = listed
+        .iter()
+        .map(|h| h["labels"]["zone"].as_str().unwrap())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, ["cloud", "edge", "k8s"]);
+    for host in &listed {
+        assert!(host["id"].as_str().unwrap().starts_with('N'));
+        assert_eq!(host["lattice"], "test");
+        assert_eq!(host["labels"]["hostcore.arch"], std::env::consts::ARCH);
+        assert_eq!(host["labels"]["hostcore.os"], std::env::consts::OS);
+        assert!(host["labels"]["hostcore.osfamily"].is_string());
+    }
+    let gold = listed
+        .iter()
+        .find(|h| h["labels"]["zone"] == "k8s")
+        .unwrap();
+    assert_eq!(gold["labels"]["tier"], "gold");
+
+    for host in hosts {
+        assert!(host.terminate(), "SIGTERM must leave cleanly");
+    }
+    assert!(get_hosts(&url).is_empty());
+}
+
+#[tokio::test]
+async fn hosts_announce_themselves_and_heartbeat_their_inventory() {
+    let nats = NatsServer::start().unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = client.subscribe("wasmbus.evt.test.>").await.unwrap();
+    client.flush().await.unwrap();
+    let _host = HostProcess::start(&nats.url(), &["zone=edge"]);
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(seen.contains(&"host_started".to_string())
+        && seen.contains(&"host_heartbeat".to_string()))
+    {
+        let message = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(event["specversion"], "1.0");
+        let short = event["type"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("com.wasmcloud.lattice.");
+        assert_eq!(
+            message.subject.as_str(),
+            format!("wasmbus.evt.test.{short}")
+        );
+        if short == "host_heartbeat" {
+            assert_eq!(event["data"]["labels"]["zone"], "edge");
+            assert!(event["data"]["components"].is_array());
+            assert_eq!(event["data"]["host_id"], event["source"]);
+        }
+        seen.push(short.to_string());
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_control_messages_never_take_a_host_down() {
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let _host = HostProcess::start(&url, &[]);
+    assert_eq!(
+        tokio::task::spawn_blocking({
+            let u = url.clone();
+            move || wait_for_hosts(&u, 1)
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+    // Requests addressed to no host get no reply; do not wait the default 10 s for those.
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_millis(500)))
+        .connect(&url)
+        .await
+        .unwrap();
+    let payloads: Vec<Vec<u8>> = vec![
+        b"{".to_vec(),
+        b"null".to_vec(),
+        br#"{"component_ref": 42}"#.to_vec(),
+        vec![0xff; 1 << 20],
+        (0..4096u32).map(|i| (i * 7919 % 256) as u8).collect(),
+    ];
+    for subject in [
+        "host.ping",
+        "link.put",
+        "component.scale.NXXX",
+        "config.put.x",
+        "host.get.nonsense",
+        "zzz",
+    ] {
+        for payload in &payloads {
+            let reply = client
+                .request(
+                    format!("wasmbus.ctl.v1.test.{subject}"),
+                    payload.clone().into(),
+                )
+                .await;
+            if let Ok(reply) = reply {
+                let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+                assert!(v["success"].is_boolean(), "{subject}: {v}");
+                if subject != "host.ping" {
+                    assert_eq!(v["success"], false, "{subject} must not pretend: {v}");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        tokio::task::spawn_blocking(move || get_hosts(&url))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn unreachable_nats_fails_fast_with_a_clear_message() {
+    let url = format!("nats://127.0.0.1:{}", free_port().unwrap());
+    let started = Instant::now();
+    let out = trellis(&url)
+        .args(["host", "--connect-timeout", "2s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot connect to NATS at {url}")),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "no hang");
+    let out = trellis(&url).args(["get", "hosts"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to NATS"));
+}
+
+#[test]
+fn reserved_and_malformed_labels_are_refused() {
+    let nats = NatsServer::start().unwrap();
+    for (label, expected) in [
+        ("hostcore.os=plan9", "reserved"),
+        ("novalue", "must be `key=value`"),
+    ] {
+        let out = trellis(&nats.url())
+            .args(["host", "--label", label])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{label}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{label}: {stderr}");
+    }
+}

@@ -1,0 +1,281 @@
+//! The wasmCloud v1 control interface: subjects and JSON bodies.
+//!
+//! Requests go to `wasmbus.ctl.v1.{lattice}.{operation}` and every reply is a
+//! [`CtlResponse`] envelope `{success, message, response}`. Field names follow the
+//! `wasmcloud-control-interface` crate so that existing clients of that protocol work against
+//! a Trellis host. `docs/research/wasmcloud-v1-protocol.md` lists the sources of each shape.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Subject builders. Every control subject has the form `wasmbus.ctl.v1.{lattice}.{op}`.
+pub mod subjects {
+    /// The control-interface subject prefix (before the lattice name).
+    pub const CTL_PREFIX: &str = "wasmbus.ctl.v1";
+    /// The event subject prefix (before the lattice name).
+    pub const EVT_PREFIX: &str = "wasmbus.evt";
+
+    fn ctl(lattice: &str, op: &str) -> String {
+        format!("{CTL_PREFIX}.{lattice}.{op}")
+    }
+
+    pub fn host_ping(lattice: &str) -> String {
+        ctl(lattice, "host.ping")
+    }
+    pub fn host_get(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("host.get.{host}"))
+    }
+    pub fn host_stop(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("host.stop.{host}"))
+    }
+    pub fn component_scale(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("component.scale.{host}"))
+    }
+    pub fn component_update(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("component.update.{host}"))
+    }
+    pub fn provider_start(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("provider.start.{host}"))
+    }
+    pub fn provider_stop(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("provider.stop.{host}"))
+    }
+    pub fn link_put(lattice: &str) -> String {
+        ctl(lattice, "link.put")
+    }
+    pub fn link_del(lattice: &str) -> String {
+        ctl(lattice, "link.del")
+    }
+    pub fn link_get(lattice: &str) -> String {
+        ctl(lattice, "link.get")
+    }
+    pub fn config_put(lattice: &str, name: &str) -> String {
+        ctl(lattice, &format!("config.put.{name}"))
+    }
+    pub fn config_get(lattice: &str, name: &str) -> String {
+        ctl(lattice, &format!("config.get.{name}"))
+    }
+    pub fn config_del(lattice: &str, name: &str) -> String {
+        ctl(lattice, &format!("config.del.{name}"))
+    }
+    pub fn label_put(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("label.put.{host}"))
+    }
+    pub fn label_del(lattice: &str, host: &str) -> String {
+        ctl(lattice, &format!("label.del.{host}"))
+    }
+    pub fn claims_get(lattice: &str) -> String {
+        ctl(lattice, "claims.get")
+    }
+    /// What a host subscribes to: every control subject of its lattice.
+    pub fn ctl_wildcard(lattice: &str) -> String {
+        ctl(lattice, ">")
+    }
+    /// `wasmbus.evt.{lattice}.{event_type}`.
+    pub fn event(lattice: &str, event_type: &str) -> String {
+        format!("{EVT_PREFIX}.{lattice}.{event_type}")
+    }
+}
+
+/// The reply envelope of every control request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CtlResponse<T> {
+    pub success: bool,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default = "none")]
+    pub response: Option<T>,
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
+
+impl<T> CtlResponse<T> {
+    pub fn ok(response: T) -> Self {
+        Self {
+            success: true,
+            message: String::new(),
+            response: Some(response),
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            success: false,
+            message: message.into(),
+            response: None,
+        }
+    }
+}
+
+impl CtlResponse<()> {
+    /// Success without a body.
+    pub fn success(message: impl Into<String>) -> Self {
+        Self {
+            success: true,
+            message: message.into(),
+            response: None,
+        }
+    }
+}
+
+/// One host, as returned by `host.ping`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    /// The host's server public key (`N…`).
+    pub id: String,
+    pub friendly_name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub lattice: String,
+    pub version: String,
+    pub uptime_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_human: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctl_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub js_domain: Option<String>,
+}
+
+/// What runs on a host, as returned by `host.get.{host}` and carried by heartbeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInventory {
+    pub host_id: String,
+    pub friendly_name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub version: String,
+    pub uptime_seconds: u64,
+    #[serde(default)]
+    pub uptime_human: String,
+    #[serde(default)]
+    pub components: Vec<ComponentDescription>,
+    #[serde(default)]
+    pub providers: Vec<ProviderDescription>,
+}
+
+/// A component running on a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentDescription {
+    pub id: String,
+    pub image_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub revision: i32,
+    /// The most instances that may run at once (the scale count).
+    pub max_instances: u32,
+}
+
+/// A provider running on a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderDescription {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub revision: i32,
+}
+
+/// A CloudEvents 1.0 event as published on `wasmbus.evt.{lattice}.{type}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: String,
+    /// The emitting host's id.
+    pub source: String,
+    /// `com.wasmcloud.lattice.{event_type}`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub datacontenttype: String,
+    /// RFC 3339.
+    pub time: String,
+    pub data: serde_json::Value,
+}
+
+/// The prefix of every event's `type`.
+pub const EVENT_TYPE_PREFIX: &str = "com.wasmcloud.lattice";
+
+impl CloudEvent {
+    /// A new event of `event_type` (e.g. `host_heartbeat`) from `source` with `data`.
+    pub fn new(source: &str, event_type: &str, data: serde_json::Value) -> Self {
+        Self {
+            specversion: "1.0".into(),
+            id: uuid::Uuid::new_v4().to_string(),
+            source: source.into(),
+            event_type: format!("{EVENT_TYPE_PREFIX}.{event_type}"),
+            datacontenttype: "application/json".into(),
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            data,
+        }
+    }
+
+    /// The short type (`host_heartbeat`) of a `com.wasmcloud.lattice.host_heartbeat` event.
+    pub fn short_type(&self) -> &str {
+        self.event_type
+            .strip_prefix(EVENT_TYPE_PREFIX)
+            .and_then(|t| t.strip_prefix('.'))
+            .unwrap_or(&self.event_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_follow_the_v1_layout() {
+        assert_eq!(
+            subjects::host_ping("default"),
+            "wasmbus.ctl.v1.default.host.ping"
+        );
+        assert_eq!(
+            subjects::component_scale("prod", "NABC"),
+            "wasmbus.ctl.v1.prod.component.scale.NABC"
+        );
+        assert_eq!(
+            subjects::config_put("l", "db"),
+            "wasmbus.ctl.v1.l.config.put.db"
+        );
+        assert_eq!(subjects::ctl_wildcard("l"), "wasmbus.ctl.v1.l.>");
+        assert_eq!(
+            subjects::event("l", "host_heartbeat"),
+            "wasmbus.evt.l.host_heartbeat"
+        );
+    }
+
+    #[test]
+    fn envelope_field_names_and_optional_response() {
+        let ok = serde_json::to_value(CtlResponse::ok(vec![1])).unwrap();
+        assert_eq!(
+            ok,
+            serde_json::json!({"success": true, "message": "", "response": [1]})
+        );
+        let err: CtlResponse<Vec<u8>> =
+            serde_json::from_str(r#"{"success": false, "message": "nope"}"#).unwrap();
+        assert_eq!(err, CtlResponse::error("nope"));
+    }
+
+    #[test]
+    fn events_are_cloudevents_with_wasmcloud_types() {
+        let e = CloudEvent::new("NHOST", "host_heartbeat", serde_json::json!({"a": 1}));
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["type"], "com.wasmcloud.lattice.host_heartbeat");
+        assert_eq!(v["datacontenttype"], "application/json");
+        assert_eq!(e.short_type(), "host_heartbeat");
+        let back: CloudEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}
