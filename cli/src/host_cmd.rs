@@ -7,7 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use trellis_host::lattice::{self, LatticeConfig};
 
+use trellis_host::{Runtime, RuntimeConfig};
+
 use crate::GlobalArgs;
+use crate::run_cmd::{default_cache_dir, trust_policy};
 use crate::signals::wait_for_shutdown_signal;
 
 #[derive(clap::Args, Debug)]
@@ -18,6 +21,19 @@ pub struct HostArgs {
     /// How often to publish a heartbeat with the inventory.
     #[arg(long, env = "TRELLIS_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
+    /// Account public key (`A…`) whose signed components this host runs; repeatable.
+    #[arg(
+        long = "trusted-issuer",
+        env = "TRELLIS_TRUSTED_ISSUERS",
+        value_delimiter = ','
+    )]
+    trusted_issuers: Vec<String>,
+    /// Run unsigned components (development only; loudly logged).
+    #[arg(long, env = "TRELLIS_ALLOW_UNSIGNED")]
+    allow_unsigned: bool,
+    /// Directory of compiled artifacts (default: the user cache dir, `trellis/compiled`).
+    #[arg(long, env = "TRELLIS_CACHE_DIR")]
+    cache_dir: Option<std::path::PathBuf>,
     /// How long to wait for NATS at start-up.
     #[arg(long, env = "TRELLIS_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
@@ -32,12 +48,18 @@ pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         heartbeat_interval: args.heartbeat_interval,
         connect_timeout: args.connect_timeout,
     };
+    let runtime_config = RuntimeConfig {
+        cache_dir: args.cache_dir.clone().or_else(default_cache_dir),
+        trust: trust_policy(&args.trusted_issuers, args.allow_unsigned)?,
+        ..RuntimeConfig::default()
+    };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
-        let mut handle = lattice::join(config).await?;
+        let runtime = Runtime::builder(runtime_config).build()?;
+        let mut handle = lattice::join(runtime, config).await?;
         println!(
             "host {} joined lattice `{}`",
             handle.host_id(),

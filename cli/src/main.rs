@@ -1,9 +1,9 @@
 //! `trellis`: the one binary people use. See DESIGN.md §5 for the contract of names and flags.
 
 mod claims_cmd;
-mod get_cmd;
 mod host_cmd;
 mod keys_cmd;
+mod lattice_cmd;
 mod output;
 mod run_cmd;
 mod signals;
@@ -67,10 +67,12 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Run a host joined to the lattice.
     Host(host_cmd::HostArgs),
+    /// Scale a component on a host (0 stops it).
+    Scale(lattice_cmd::ScaleArgs),
     /// Query the lattice.
     Get {
         #[command(subcommand)]
-        command: get_cmd::GetCommand,
+        command: lattice_cmd::GetCommand,
     },
 }
 
@@ -82,7 +84,8 @@ fn main() -> ExitCode {
         Command::Claims { command } => claims_cmd::run(command, &cli.global),
         Command::Run(args) => run_cmd::run(args, &cli.global),
         Command::Host(args) => host_cmd::run(args, &cli.global),
-        Command::Get { command } => get_cmd::run(command, &cli.global),
+        Command::Get { command } => lattice_cmd::run(command, &cli.global),
+        Command::Scale(args) => lattice_cmd::scale(args, &cli.global),
     };
     match result {
         Ok(code) => code,

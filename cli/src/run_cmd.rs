@@ -57,7 +57,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let path = component_path(&args.component)?;
+    let path = trellis_host::reference::resolve(&args.component)?;
     let bytes =
         std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let trust = trust_policy(&args.trusted_issuers, args.allow_unsigned)?;
@@ -115,19 +115,6 @@ pub fn run(args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `file:///abs/x.wasm` or a plain path.
-fn component_path(reference: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = reference.strip_prefix("file://") {
-        return Ok(PathBuf::from(path));
-    }
-    if let Some((scheme, _)) = reference.split_once("://") {
-        anyhow::bail!(
-            "component reference `{reference}`: `{scheme}://` references are not supported by `trellis run` yet; pass a file path or file:///abs/path.wasm"
-        );
-    }
-    Ok(PathBuf::from(reference))
-}
-
 /// The claims' name when the file carries one (for logs only; verification comes later),
 /// otherwise the file stem.
 fn component_id(path: &Path, bytes: &[u8]) -> String {
@@ -141,7 +128,7 @@ fn component_id(path: &Path, bytes: &[u8]) -> String {
         })
 }
 
-fn trust_policy(issuers: &[String], allow_unsigned: bool) -> anyhow::Result<TrustPolicy> {
+pub fn trust_policy(issuers: &[String], allow_unsigned: bool) -> anyhow::Result<TrustPolicy> {
     for issuer in issuers {
         if !is_public_key_of(issuer, KeyKind::Account) {
             anyhow::bail!(
@@ -169,7 +156,7 @@ fn parse_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// The user's cache dir; never a shared temporary directory, where another user could plant
 /// artifacts (which are native code).
-fn default_cache_dir() -> Option<PathBuf> {
+pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("trellis").join("compiled"))
 }
 
@@ -213,13 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn references_and_config_pairs() {
-        assert_eq!(
-            component_path("file:///a/b.wasm").unwrap(),
-            PathBuf::from("/a/b.wasm")
-        );
-        assert_eq!(component_path("b.wasm").unwrap(), PathBuf::from("b.wasm"));
-        assert!(component_path("oci://ghcr.io/x:1").is_err());
+    fn config_pairs() {
         assert_eq!(parse_config(&["a=b=c".into()]).unwrap()["a"], "b=c");
         assert!(parse_config(&["novalue".into()]).is_err());
         assert!(parse_config(&["=v".into()]).is_err());

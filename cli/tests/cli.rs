@@ -408,7 +408,7 @@ fn run_refuses_bad_components_with_specific_errors() {
         assert!(!stderr.contains("panicked"), "{case}: {stderr}");
     }
     let out = run(&["run", "oci://ghcr.io/x/y:1", "--http", "127.0.0.1:0"]);
-    assert!(text(&out.stderr).contains("not supported by `trellis run` yet"));
+    assert!(text(&out.stderr).contains("registry references are not supported yet"));
 }
 
 #[test]

@@ -21,8 +21,15 @@ struct HostProcess(Child);
 
 impl HostProcess {
     fn start(nats: &str, labels: &[&str]) -> Self {
+        Self::start_trusting(nats, labels, None)
+    }
+
+    fn start_trusting(nats: &str, labels: &[&str], issuer: Option<&str>) -> Self {
         let mut cmd = trellis(nats);
         cmd.args(["host", "--heartbeat-interval", "500ms"]);
+        if let Some(issuer) = issuer {
+            cmd.args(["--trusted-issuer", issuer]);
+        }
         for label in labels {
             cmd.args(["--label", label]);
         }
@@ -243,4 +250,188 @@ fn reserved_and_malformed_labels_are_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{label}: {stderr}");
     }
+}
+
+/// Waits for an event of `short_type` about `component_id`.
+async fn next_component_event(
+    events: &mut async_nats::Subscriber,
+    short_type: &str,
+    component_id: &str,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let message = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {short_type} event for {component_id}"))
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        if event["type"] == format!("com.wasmcloud.lattice.{short_type}")
+            && event["data"]["component_id"] == component_id
+        {
+            return event;
+        }
+    }
+}
+
+fn inventory(nats: &str, host: &str) -> serde_json::Value {
+    let out = trellis(nats)
+        .args(["get", "inventory", host, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn scale(nats: &str, host: &str, reference: &str, id: &str, count: u32) -> Output {
+    trellis(nats)
+        .args(["scale", host, reference, id, "--count", &count.to_string()])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_on_one_host_shows_in_its_inventory_and_events_and_zero_removes_it() {
+    let signer = trellis_testing::Signer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = trellis_testing::guest("http_hello").unwrap();
+    let signed = dir.path().join("hello.wasm");
+    std::fs::write(&signed, signer.sign(&wasm, "hello", &[]).unwrap()).unwrap();
+    let reference = format!("file://{}", signed.display());
+
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let issuer = signer.public_key();
+    let _hosts: Vec<HostProcess> = ["zone=cloud", "zone=k8s", "zone=edge"]
+        .iter()
+        .map(|l| HostProcess::start_trusting(&url, &[l], Some(&issuer)))
+        .collect();
+    let listed = tokio::task::spawn_blocking({
+        let u = url.clone();
+        move || wait_for_hosts(&u, 3)
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 3);
+    let host_of = |zone: &str| {
+        listed.iter().find(|h| h["labels"]["zone"] == zone).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (second, first) = (host_of("k8s"), host_of("cloud"));
+
+    let client = async_nats::connect(&url).await.unwrap();
+    let mut events = client.subscribe("wasmbus.evt.test.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    let out = scale(&url, &second, &reference, "hello-1", 3);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scaled = next_component_event(&mut events, "component_scaled", "hello-1").await;
+    assert_eq!(scaled["source"], second.as_str());
+    assert_eq!(scaled["data"]["max_instances"], 3);
+    assert_eq!(scaled["data"]["image_ref"], reference.as_str());
+    assert_eq!(scaled["data"]["claims"]["issuer"], issuer.as_str());
+
+    let on_second = inventory(&url, &second);
+    let components = on_second["components"].as_array().unwrap();
+    assert_eq!(components.len(), 1, "{on_second}");
+    assert_eq!(components[0]["id"], "hello-1");
+    assert_eq!(components[0]["max_instances"], 3);
+    assert_eq!(components[0]["name"], "hello");
+    assert!(
+        inventory(&url, &first)["components"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let out = scale(&url, &second, &reference, "hello-1", 0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped = next_component_event(&mut events, "component_scaled", "hello-1").await;
+    assert_eq!(stopped["data"]["max_instances"], 0);
+    assert!(
+        inventory(&url, &second)["components"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_failures_are_reported_with_the_reason() {
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let signer = trellis_testing::Signer::new();
+    let _host = HostProcess::start_trusting(&url, &[], Some(&signer.public_key()));
+    let listed = tokio::task::spawn_blocking({
+        let u = url.clone();
+        move || wait_for_hosts(&u, 1)
+    })
+    .await
+    .unwrap();
+    let host = listed[0]["id"].as_str().unwrap().to_string();
+    let client = async_nats::connect(&url).await.unwrap();
+    let mut events = client.subscribe("wasmbus.evt.test.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let unsigned = dir.path().join("unsigned.wasm");
+    std::fs::write(&unsigned, trellis_testing::guest("http_hello").unwrap()).unwrap();
+    let cases = [
+        (
+            "missing",
+            "/nonexistent/x.wasm".to_string(),
+            "cannot read component `/nonexistent/x.wasm`",
+        ),
+        ("unsigned", unsigned.display().to_string(), "is not signed"),
+        (
+            "registry",
+            "ghcr.io/wasmcloud/http-server:0.27.0".to_string(),
+            "registry references are not supported yet",
+        ),
+    ];
+    for (id, reference, expected) in cases {
+        let out = scale(&url, &host, &reference, id, 1);
+        assert!(
+            out.status.success(),
+            "the request itself is valid: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let failed = next_component_event(&mut events, "component_scale_failed", id).await;
+        let error = failed["data"]["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{id}: {error}");
+    }
+    assert!(
+        inventory(&url, &host)["components"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // A request that is not a scale command at all is refused in the reply.
+    let reply = client
+        .request(
+            format!("wasmbus.ctl.v1.test.component.scale.{host}"),
+            r#"{"count": 1}"#.into(),
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(v["success"], false);
+    assert!(
+        v["message"].as_str().unwrap().contains("component_id"),
+        "{v}"
+    );
 }

@@ -24,6 +24,7 @@ mod component;
 mod error;
 pub mod http;
 pub mod lattice;
+pub mod reference;
 mod runtime;
 mod state;
 

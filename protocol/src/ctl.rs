@@ -188,6 +188,27 @@ pub struct ProviderDescription {
     pub revision: i32,
 }
 
+/// `component.scale.{host}`: run up to `max_instances` instances of a component (0 stops it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleComponentCommand {
+    /// Where the component comes from: a path, `file:///abs/path.wasm`, or a registry ref.
+    #[serde(default)]
+    pub component_ref: String,
+    pub component_id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Called `count` on the wire.
+    #[serde(default, rename = "count", alias = "max_instances")]
+    pub max_instances: u32,
+    #[serde(default)]
+    pub host_id: String,
+    /// Names of config maps for the component.
+    #[serde(default)]
+    pub config: Vec<String>,
+    #[serde(default)]
+    pub allow_update: bool,
+}
+
 /// A CloudEvents 1.0 event as published on `wasmbus.evt.{lattice}.{type}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {
@@ -265,6 +286,19 @@ mod tests {
         let err: CtlResponse<Vec<u8>> =
             serde_json::from_str(r#"{"success": false, "message": "nope"}"#).unwrap();
         assert_eq!(err, CtlResponse::error("nope"));
+    }
+
+    #[test]
+    fn scale_sends_max_instances_as_count_and_accepts_either() {
+        let cmd: ScaleComponentCommand =
+            serde_json::from_str(r#"{"component_id": "c", "count": 3}"#).unwrap();
+        assert_eq!(cmd.max_instances, 3);
+        let cmd: ScaleComponentCommand =
+            serde_json::from_str(r#"{"component_id": "c", "max_instances": 2}"#).unwrap();
+        assert_eq!(cmd.max_instances, 2);
+        let v = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(v["count"], 2);
+        assert!(serde_json::from_str::<ScaleComponentCommand>(r#"{"count": 1}"#).is_err());
     }
 
     #[test]

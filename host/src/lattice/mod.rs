@@ -6,16 +6,24 @@
 //! every `heartbeat_interval`, and `host_stopped` on the way out. Other tasks talk to it
 //! through the returned [`LatticeHandle`] (`shutdown`, `stopped`).
 //!
+//! `control.rs` answers each operation; work that takes time (loading a component for
+//! `component.scale`) is acknowledged at once and finished in a spawned task that reports
+//! with an event (`component_scaled` or `component_scale_failed`), as wasmCloud hosts do.
 //! Control operations that this host does not implement yet get an error reply naming the
 //! operation, never a silent success.
 
+mod control;
+
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use trellis_protocol::ctl::{CloudEvent, CtlResponse, Host, HostInventory, subjects};
+use trellis_protocol::ctl::{CloudEvent, ComponentDescription, Host, HostInventory, subjects};
+
+use crate::Runtime;
 use trellis_protocol::keys::KeyKind;
 
 /// How to join a lattice.
@@ -80,8 +88,9 @@ pub fn builtin_labels() -> BTreeMap<String, String> {
     ])
 }
 
-/// Connects to NATS and joins `config.lattice`.
-pub async fn join(config: LatticeConfig) -> Result<LatticeHandle, JoinError> {
+/// Connects to NATS and joins `config.lattice`; components scaled onto this host run in
+/// `runtime`.
+pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHandle, JoinError> {
     if let Some(reserved) = config.labels.keys().find(|k| k.starts_with("hostcore.")) {
         return Err(JoinError::ReservedLabel(reserved.clone()));
     }
@@ -112,12 +121,17 @@ pub async fn join(config: LatticeConfig) -> Result<LatticeHandle, JoinError> {
         labels,
         started: Instant::now(),
     };
+    let core = Arc::new(HostCore {
+        identity,
+        runtime,
+        components: Mutex::new(BTreeMap::new()),
+        client,
+    });
     let (stop, stop_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(false);
     let task = tokio::spawn(run(
-        client,
+        core,
         ctl,
-        identity,
         config.heartbeat_interval,
         stop_rx,
         stopped_tx,
@@ -131,8 +145,38 @@ pub async fn join(config: LatticeConfig) -> Result<LatticeHandle, JoinError> {
     })
 }
 
+/// What the control task and the work it spawns share.
+pub(crate) struct HostCore {
+    pub(crate) identity: Identity,
+    pub(crate) runtime: Runtime,
+    /// Running components by id.
+    pub(crate) components: Mutex<BTreeMap<String, control::Running>>,
+    pub(crate) client: async_nats::Client,
+}
+
+impl HostCore {
+    pub(crate) fn inventory(&self) -> HostInventory {
+        let components = self
+            .components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(control::Running::describe)
+            .collect();
+        self.identity.inventory(components)
+    }
+
+    /// Publishes a CloudEvent of `event_type`; failures are logged (events are best effort).
+    pub(crate) async fn publish_event(&self, event_type: &str, data: serde_json::Value) {
+        let (subject, payload) = self.identity.event(event_type, data);
+        if let Err(e) = self.client.publish(subject.clone(), payload.into()).await {
+            tracing::warn!(%subject, error = %e, "cannot publish an event");
+        }
+    }
+}
+
 /// What a host says about itself.
-struct Identity {
+pub(crate) struct Identity {
     host_id: String,
     friendly_name: String,
     lattice: String,
@@ -141,12 +185,12 @@ struct Identity {
 }
 
 impl Identity {
-    fn uptime(&self) -> (u64, String) {
+    pub(crate) fn uptime(&self) -> (u64, String) {
         let secs = self.started.elapsed().as_secs();
         (secs, humantime_secs(secs))
     }
 
-    fn host(&self) -> Host {
+    pub(crate) fn host(&self) -> Host {
         let (uptime_seconds, uptime_human) = self.uptime();
         Host {
             id: self.host_id.clone(),
@@ -162,7 +206,7 @@ impl Identity {
         }
     }
 
-    fn inventory(&self) -> HostInventory {
+    fn inventory(&self, components: Vec<ComponentDescription>) -> HostInventory {
         let (uptime_seconds, uptime_human) = self.uptime();
         HostInventory {
             host_id: self.host_id.clone(),
@@ -171,7 +215,7 @@ impl Identity {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds,
             uptime_human,
-            components: Vec::new(),
+            components,
             providers: Vec::new(),
         }
     }
@@ -185,35 +229,21 @@ impl Identity {
     }
 }
 
-/// What to do after a control message.
-enum Next {
-    Continue,
-    Stop,
-}
-
 async fn run(
-    client: async_nats::Client,
+    core: Arc<HostCore>,
     mut ctl: async_nats::Subscriber,
-    identity: Identity,
     heartbeat_interval: Duration,
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
-    let publish = |(subject, payload): (String, Vec<u8>)| {
-        let client = client.clone();
-        async move {
-            if let Err(e) = client.publish(subject.clone(), payload.into()).await {
-                tracing::warn!(%subject, error = %e, "cannot publish an event");
-            }
-        }
-    };
+    let identity = &core.identity;
     let started = serde_json::json!({
         "labels": identity.labels,
         "friendly_name": identity.friendly_name,
         "version": env!("CARGO_PKG_VERSION"),
         "host_id": identity.host_id,
     });
-    publish(identity.event("host_started", started)).await;
+    core.publish_event("host_started", started).await;
     let mut heartbeat = tokio::time::interval(heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let prefix = format!("{}.{}.", subjects::CTL_PREFIX, identity.lattice);
@@ -221,19 +251,19 @@ async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             _ = heartbeat.tick() => {
-                let inventory = serde_json::to_value(identity.inventory()).unwrap_or_default();
-                publish(identity.event("host_heartbeat", inventory)).await;
+                let inventory = serde_json::to_value(core.inventory()).unwrap_or_default();
+                core.publish_event("host_heartbeat", inventory).await;
             }
             message = ctl.next() => {
                 let Some(message) = message else { break };
                 let operation = message.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
-                let (reply, next) = handle(&identity, operation);
+                let (reply, next) = control::handle(&core, operation, &message.payload);
                 if let (Some(reply), Some(inbox)) = (reply, message.reply)
-                    && let Err(e) = client.publish(inbox, reply.into()).await
+                    && let Err(e) = core.client.publish(inbox, reply.into()).await
                 {
                     tracing::warn!(operation, error = %e, "cannot send a control reply");
                 }
-                if let Next::Stop = next {
+                if let control::Next::Stop = next {
                     tracing::info!("host.stop received: leaving the lattice");
                     break;
                 }
@@ -241,54 +271,15 @@ async fn run(
         }
     }
     let (uptime_seconds, _) = identity.uptime();
-    publish(identity.event(
+    core.publish_event(
         "host_stopped",
         serde_json::json!({"labels": identity.labels, "uptime_seconds": uptime_seconds}),
-    ))
+    )
     .await;
-    if let Err(e) = client.flush().await {
+    if let Err(e) = core.client.flush().await {
         tracing::warn!(error = %e, "cannot flush NATS while leaving");
     }
     let _ = stopped.send(true);
-}
-
-/// The reply (if this host should answer) to one control operation.
-fn handle(identity: &Identity, operation: &str) -> (Option<Vec<u8>>, Next) {
-    let json = |value: serde_json::Result<Vec<u8>>| value.unwrap_or_default();
-    let for_me = |op: &str| {
-        operation
-            .strip_prefix(op)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .map(|host| host == identity.host_id)
-    };
-    if operation == "host.ping" {
-        return (
-            Some(json(serde_json::to_vec(&CtlResponse::ok(identity.host())))),
-            Next::Continue,
-        );
-    }
-    if let Some(mine) = for_me("host.get") {
-        let reply = mine.then(|| json(serde_json::to_vec(&CtlResponse::ok(identity.inventory()))));
-        return (reply, Next::Continue);
-    }
-    if let Some(mine) = for_me("host.stop") {
-        if !mine {
-            return (None, Next::Continue);
-        }
-        let reply = CtlResponse::success(format!("host {} is stopping", identity.host_id));
-        return (Some(json(serde_json::to_vec(&reply))), Next::Stop);
-    }
-    // Addressed to another host: not ours to answer.
-    let addressed_elsewhere = operation.rsplit_once('.').is_some_and(|(_, last)| {
-        last.starts_with('N') && last.len() == 56 && last != identity.host_id
-    });
-    if addressed_elsewhere {
-        return (None, Next::Continue);
-    }
-    let reply: CtlResponse<()> = CtlResponse::error(format!(
-        "control operation `{operation}` is not supported by this Trellis host yet"
-    ));
-    (Some(json(serde_json::to_vec(&reply))), Next::Continue)
 }
 
 fn friendly_name(host_id: &str) -> String {
@@ -315,60 +306,18 @@ fn humantime_secs(secs: u64) -> String {
 mod tests {
     use super::*;
 
-    fn identity() -> Identity {
-        Identity {
-            host_id: KeyKind::Server.generate().public_key(),
-            friendly_name: "x".into(),
-            lattice: "default".into(),
-            labels: builtin_labels(),
-            started: Instant::now(),
-        }
-    }
-
-    fn reply_json(reply: Option<Vec<u8>>) -> serde_json::Value {
-        serde_json::from_slice(&reply.unwrap()).unwrap()
-    }
-
-    #[test]
-    fn ping_and_get_answer_with_the_wasmcloud_shapes() {
-        let me = identity();
-        let (reply, _) = handle(&me, "host.ping");
-        let v = reply_json(reply);
-        assert_eq!(v["success"], true);
-        assert_eq!(v["response"]["id"], me.host_id.as_str());
-        assert_eq!(v["response"]["labels"]["hostcore.os"], std::env::consts::OS);
-        let (reply, _) = handle(&me, &format!("host.get.{}", me.host_id));
-        let v = reply_json(reply);
-        assert_eq!(v["response"]["host_id"], me.host_id.as_str());
-        assert!(v["response"]["components"].as_array().unwrap().is_empty());
-    }
-
-    #[test]
-    fn requests_for_other_hosts_get_no_reply_from_this_one() {
-        let me = identity();
-        let other = KeyKind::Server.generate().public_key();
-        for op in ["host.get", "host.stop", "component.scale", "label.put"] {
-            let (reply, _) = handle(&me, &format!("{op}.{other}"));
-            assert!(reply.is_none(), "{op}");
-        }
-    }
-
-    #[test]
-    fn stop_for_this_host_replies_then_stops_and_unknown_ops_are_errors_not_successes() {
-        let me = identity();
-        let (reply, next) = handle(&me, &format!("host.stop.{}", me.host_id));
-        assert_eq!(reply_json(reply)["success"], true);
-        assert!(matches!(next, Next::Stop));
-        let (reply, _) = handle(&me, "link.put");
-        let v = reply_json(reply);
-        assert_eq!(v["success"], false);
-        assert!(v["message"].as_str().unwrap().contains("link.put"));
-    }
-
     #[test]
     fn uptime_reads_like_a_person_would_write_it() {
         assert_eq!(humantime_secs(5), "5s");
         assert_eq!(humantime_secs(65), "1m 5s");
         assert_eq!(humantime_secs(3 * 86_400 + 3661), "3d 1h 1m 1s");
+    }
+
+    #[test]
+    fn builtin_labels_name_the_platform() {
+        let labels = builtin_labels();
+        assert_eq!(labels["hostcore.arch"], std::env::consts::ARCH);
+        assert_eq!(labels["hostcore.os"], std::env::consts::OS);
+        assert_eq!(labels["hostcore.osfamily"], std::env::consts::FAMILY);
     }
 }

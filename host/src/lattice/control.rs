@@ -1,0 +1,197 @@
+//! Answers control-interface operations addressed to this host (or to every host).
+//!
+//! `handle` is synchronous and cheap: it parses the request, replies, and spawns whatever
+//! takes time. Operations for other hosts get no reply from this one; operations this host
+//! does not implement yet get an error naming them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use trellis_protocol::claims::format_time;
+use trellis_protocol::ctl::{ComponentDescription, CtlResponse, ScaleComponentCommand};
+
+use super::HostCore;
+use crate::{Component, ComponentLimits};
+
+/// What the control loop does after an operation.
+pub(crate) enum Next {
+    Continue,
+    Stop,
+}
+
+/// A component scaled onto this host.
+pub(crate) struct Running {
+    pub(crate) component: Arc<Component>,
+    pub(crate) image_ref: String,
+    pub(crate) annotations: BTreeMap<String, String>,
+    pub(crate) max_instances: u32,
+}
+
+impl Running {
+    pub(crate) fn describe(&self) -> ComponentDescription {
+        let claims = self.component.claims();
+        ComponentDescription {
+            id: self.component.id().to_string(),
+            image_ref: self.image_ref.clone(),
+            name: claims.and_then(|c| c.wascap.name.clone()),
+            annotations: self.annotations.clone(),
+            revision: claims.and_then(|c| c.wascap.rev).unwrap_or_default(),
+            max_instances: self.max_instances,
+        }
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn error(message: String) -> Option<Vec<u8>> {
+    Some(to_json(&CtlResponse::<()>::error(message)))
+}
+
+/// The reply (if this host should answer) to one control operation.
+pub(crate) fn handle(
+    core: &Arc<HostCore>,
+    operation: &str,
+    payload: &[u8],
+) -> (Option<Vec<u8>>, Next) {
+    let me = &core.identity.host_id;
+    // `Some(true)`: `{op}.{this host}`; `Some(false)`: `{op}.{another host}`.
+    let for_host = |op: &str| {
+        operation
+            .strip_prefix(op)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .map(|host| host == me)
+    };
+    if operation == "host.ping" {
+        return (
+            Some(to_json(&CtlResponse::ok(core.identity.host()))),
+            Next::Continue,
+        );
+    }
+    if let Some(mine) = for_host("host.get") {
+        return (
+            mine.then(|| to_json(&CtlResponse::ok(core.inventory()))),
+            Next::Continue,
+        );
+    }
+    if let Some(mine) = for_host("host.stop") {
+        if !mine {
+            return (None, Next::Continue);
+        }
+        let reply = CtlResponse::success(format!("host {me} is stopping"));
+        return (Some(to_json(&reply)), Next::Stop);
+    }
+    if let Some(mine) = for_host("component.scale") {
+        if !mine {
+            return (None, Next::Continue);
+        }
+        return (scale(core, payload), Next::Continue);
+    }
+    let addressed_elsewhere = operation
+        .rsplit_once('.')
+        .is_some_and(|(_, last)| last.starts_with('N') && last.len() == 56 && last != me.as_str());
+    if addressed_elsewhere {
+        return (None, Next::Continue);
+    }
+    (
+        error(format!(
+            "control operation `{operation}` is not supported by this Trellis host yet"
+        )),
+        Next::Continue,
+    )
+}
+
+/// Validates a scale request, acknowledges it, and loads or stops the component in the
+/// background (reported by `component_scaled` / `component_scale_failed`).
+fn scale(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
+    let command: ScaleComponentCommand = match serde_json::from_slice(payload) {
+        Ok(c) => c,
+        Err(e) => return error(format!("invalid component.scale request: {e}")),
+    };
+    if command.component_id.trim().is_empty() {
+        return error("invalid component.scale request: `component_id` is empty".into());
+    }
+    if command.max_instances > 0 && command.component_ref.trim().is_empty() {
+        return error("invalid component.scale request: `component_ref` is empty".into());
+    }
+    tokio::spawn(apply_scale(core.clone(), command));
+    Some(to_json(&CtlResponse::success("")))
+}
+
+async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) {
+    let host_id = core.identity.host_id.clone();
+    let id = command.component_id.clone();
+    if command.max_instances == 0 {
+        core.components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        tracing::info!(component = %id, "component stopped (scaled to 0)");
+        let data = serde_json::json!({
+            "annotations": command.annotations, "host_id": host_id,
+            "image_ref": command.component_ref, "max_instances": 0, "component_id": id,
+        });
+        core.publish_event("component_scaled", data).await;
+        return;
+    }
+    match load(&core, &command).await {
+        Ok(component) => {
+            let mut data = serde_json::json!({
+                "annotations": command.annotations, "host_id": host_id,
+                "image_ref": command.component_ref, "max_instances": command.max_instances,
+                "component_id": id,
+            });
+            if let Some(claims) = component.claims() {
+                data["public_key"] = claims.sub.clone().into();
+                data["claims"] = serde_json::json!({
+                    "issuer": claims.iss, "name": claims.wascap.name, "tags": claims.wascap.tags,
+                    "version": claims.wascap.ver, "revision": claims.wascap.rev,
+                    "call_alias": claims.wascap.call_alias,
+                    "not_before_human": claims.nbf.map_or("never".into(), format_time),
+                    "expires_human": claims.exp.map_or("never".into(), format_time),
+                });
+            }
+            let running = Running {
+                component,
+                image_ref: command.component_ref.clone(),
+                annotations: command.annotations.clone(),
+                max_instances: command.max_instances,
+            };
+            core.components
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), running);
+            tracing::info!(component = %id, max_instances = command.max_instances, "component scaled");
+            core.publish_event("component_scaled", data).await;
+        }
+        Err(reason) => {
+            tracing::warn!(component = %id, %reason, "component scale failed");
+            let data = serde_json::json!({
+                "annotations": command.annotations, "component_id": id, "host_id": host_id,
+                "image_ref": command.component_ref, "max_instances": command.max_instances,
+                "error": reason,
+            });
+            core.publish_event("component_scale_failed", data).await;
+        }
+    }
+}
+
+/// Reads, verifies and compiles the component (off the async threads).
+async fn load(core: &HostCore, command: &ScaleComponentCommand) -> Result<Arc<Component>, String> {
+    let path = crate::reference::resolve(&command.component_ref).map_err(|e| e.to_string())?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| format!("cannot read component `{}`: {e}", path.display()))?;
+    let runtime = core.runtime.clone();
+    let id = command.component_id.clone();
+    let limits = ComponentLimits {
+        max_concurrent: command.max_instances as usize,
+        ..ComponentLimits::default()
+    };
+    tokio::task::spawn_blocking(move || runtime.load(&id, &bytes, limits))
+        .await
+        .map_err(|e| format!("the component loader failed: {e}"))?
+        .map_err(|e| e.to_string())
+}
