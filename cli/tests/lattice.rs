@@ -435,3 +435,22 @@ async fn scale_failures_are_reported_with_the_reason() {
         "{v}"
     );
 }
+
+#[test]
+fn hosts_come_back_by_themselves_after_nats_server_restarts() {
+    let mut nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let _hosts: Vec<HostProcess> = (0..3)
+        .map(|i| HostProcess::start(&url, &[&format!("n={i}")]))
+        .collect();
+    assert_eq!(wait_for_hosts(&url, 3).len(), 3);
+    nats.kill();
+    // While NATS is down, queries fail with a clear error instead of hanging.
+    let out = trellis(&url).args(["get", "hosts"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to NATS"));
+    std::thread::sleep(Duration::from_secs(1));
+    nats.restart().unwrap();
+    let back = wait_for_hosts(&url, 3);
+    assert_eq!(back.len(), 3, "hosts did not reconnect: {back:?}");
+}
