@@ -1,0 +1,81 @@
+//! Shared by the lattice tests: the `trellis` binary against a private nats-server.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn trellis(nats: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.env("TRELLIS_NATS_URL", nats)
+        .env("TRELLIS_LATTICE", "test")
+        .env("NO_COLOR", "1")
+        .env_remove("TRELLIS_LABELS");
+    cmd
+}
+
+/// A `trellis host` child, killed on drop.
+pub struct HostProcess(Child);
+
+impl HostProcess {
+    pub fn start(nats: &str, labels: &[&str]) -> Self {
+        Self::start_trusting(nats, labels, None)
+    }
+
+    pub fn start_trusting(nats: &str, labels: &[&str], issuer: Option<&str>) -> Self {
+        let mut cmd = trellis(nats);
+        cmd.args(["host", "--heartbeat-interval", "500ms"]);
+        if let Some(issuer) = issuer {
+            cmd.args(["--trusted-issuer", issuer]);
+        }
+        for label in labels {
+            cmd.args(["--label", label]);
+        }
+        Self(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    pub fn terminate(mut self) -> bool {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        self.0.wait().unwrap().success()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn get_hosts(nats: &str) -> Vec<serde_json::Value> {
+    let out: Output = trellis(nats)
+        .args(["get", "hosts", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `get hosts` until `want` hosts answer (bounded, generous: start-up on a loaded box).
+pub fn wait_for_hosts(nats: &str, want: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let hosts = get_hosts(nats);
+        if hosts.len() == want || Instant::now() > deadline {
+            return hosts;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
