@@ -1,4 +1,5 @@
-//! Lattice queries and control commands: `trellis get hosts|inventory`, `trellis scale`.
+//! Lattice queries and control commands: `trellis get hosts|inventory`, `trellis scale`,
+//! `trellis label put|del`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +25,50 @@ pub enum GetCommand {
         /// The host's id (`N…`), as listed by `trellis get hosts`.
         host: String,
     },
+}
+
+/// `trellis label put|del`.
+#[derive(Subcommand, Debug)]
+pub enum LabelCommand {
+    /// Set a label on a host.
+    Put {
+        host: String,
+        key: String,
+        value: String,
+    },
+    /// Remove a label from a host.
+    Del { host: String, key: String },
+}
+
+pub fn label(command: LabelCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let (subject, body, host) = match &command {
+        LabelCommand::Put { host, key, value } => (
+            subjects::label_put(&global.lattice, host),
+            serde_json::json!({"key": key, "value": value}),
+            host,
+        ),
+        LabelCommand::Del { host, key } => (
+            subjects::label_del(&global.lattice, host),
+            serde_json::json!({"key": key}),
+            host,
+        ),
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async {
+        let client = connect(global).await?;
+        let reply: CtlResponse<()> = request(&client, subject, serde_json::to_vec(&body)?).await?;
+        if !reply.success {
+            anyhow::bail!("host {host} refused: {}", reply.message);
+        }
+        match global.output {
+            OutputFormat::Json => print_json(&serde_json::json!({"message": reply.message}))?,
+            OutputFormat::Human => println!("{}", reply.message),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `trellis scale HOST COMPONENT_REF COMPONENT_ID --count N`.

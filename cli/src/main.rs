@@ -69,6 +69,11 @@ enum Command {
     Host(host_cmd::HostArgs),
     /// Scale a component on a host (0 stops it).
     Scale(lattice_cmd::ScaleArgs),
+    /// Set or remove host labels.
+    Label {
+        #[command(subcommand)]
+        command: lattice_cmd::LabelCommand,
+    },
     /// Query the lattice.
     Get {
         #[command(subcommand)]
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
         Command::Host(args) => host_cmd::run(args, &cli.global),
         Command::Get { command } => lattice_cmd::run(command, &cli.global),
         Command::Scale(args) => lattice_cmd::scale(args, &cli.global),
+        Command::Label { command } => lattice_cmd::label(command, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -381,3 +381,60 @@ fn hosts_come_back_by_themselves_after_nats_server_restarts() {
     let back = wait_for_hosts(&url, 3);
     assert_eq!(back.len(), 3, "hosts did not reconnect: {back:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_change_at_run_time_with_an_event_and_hostcore_labels_are_protected() {
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let _host = HostProcess::start(&url, &["zone=edge"]);
+    let listed = tokio::task::spawn_blocking({
+        let u = url.clone();
+        move || wait_for_hosts(&u, 1)
+    })
+    .await
+    .unwrap();
+    let host = listed[0]["id"].as_str().unwrap().to_string();
+    let client = async_nats::connect(&url).await.unwrap();
+    let mut events = client
+        .subscribe("wasmbus.evt.test.labels_changed")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let label = |args: &[&str]| trellis(&url).arg("label").args(args).output().unwrap();
+
+    let out = label(&["put", &host, "tier", "gold"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(event["data"]["labels"]["tier"], "gold");
+    assert_eq!(event["data"]["labels"]["zone"], "edge");
+    assert_eq!(get_hosts(&url)[0]["labels"]["tier"], "gold");
+
+    let out = label(&["put", &host, "HostCore.os", "plan9"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+    assert_eq!(
+        get_hosts(&url)[0]["labels"]["hostcore.os"],
+        std::env::consts::OS
+    );
+
+    let out = label(&["del", &host, "tier"]);
+    assert!(out.status.success());
+    let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    assert!(event["data"]["labels"].get("tier").is_none());
+    let out = label(&["del", &host, "never-set"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no such label"));
+    assert!(get_hosts(&url)[0]["labels"].get("tier").is_none());
+}

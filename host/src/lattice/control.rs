@@ -89,6 +89,26 @@ pub(crate) fn handle(
         }
         return (scale(core, payload), Next::Continue);
     }
+    for (op, apply) in [
+        ("label.put", put_label as fn(&Arc<HostCore>, &[u8]) -> Reply),
+        ("label.del", delete_label),
+    ] {
+        if let Some(mine) = for_host(op) {
+            if !mine {
+                return (None, Next::Continue);
+            }
+            let (reply, labels) = apply(core, payload);
+            if let Some(labels) = labels {
+                let core = core.clone();
+                tokio::spawn(async move {
+                    let data =
+                        serde_json::json!({"host_id": core.identity.host_id, "labels": labels});
+                    core.publish_event("labels_changed", data).await;
+                });
+            }
+            return (Some(reply), Next::Continue);
+        }
+    }
     let addressed_elsewhere = operation
         .rsplit_once('.')
         .is_some_and(|(_, last)| last.starts_with('N') && last.len() == 56 && last != me.as_str());
@@ -101,6 +121,81 @@ pub(crate) fn handle(
         )),
         Next::Continue,
     )
+}
+
+/// A reply, and the new label map when the labels changed.
+type Reply = (Vec<u8>, Option<BTreeMap<String, String>>);
+
+#[derive(serde::Deserialize)]
+struct HostLabel {
+    key: String,
+    value: String,
+}
+
+#[derive(serde::Deserialize)]
+struct HostLabelKey {
+    key: String,
+}
+
+fn put_label(core: &Arc<HostCore>, payload: &[u8]) -> Reply {
+    let refuse = |message: String| (to_json(&CtlResponse::<()>::error(message)), None);
+    let label: HostLabel = match serde_json::from_slice(payload) {
+        Ok(l) => l,
+        Err(e) => {
+            return refuse(format!(
+                "invalid label.put request (expected {{\"key\", \"value\"}}): {e}"
+            ));
+        }
+    };
+    let key = label.key.trim().to_string();
+    if key.is_empty() {
+        return refuse("invalid label.put request: `key` is empty".into());
+    }
+    if super::is_reserved_label(&key) {
+        return refuse(format!(
+            "label `{key}` is reserved: hostcore.* labels cannot be set dynamically"
+        ));
+    }
+    let labels = core.identity.update_labels(|labels| {
+        labels.insert(key, label.value);
+        true
+    });
+    (
+        to_json(&CtlResponse::success("successfully put label")),
+        labels,
+    )
+}
+
+fn delete_label(core: &Arc<HostCore>, payload: &[u8]) -> Reply {
+    let request: HostLabelKey = match serde_json::from_slice(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("invalid label.del request (expected {{\"key\"}}): {e}");
+            return (to_json(&CtlResponse::<()>::error(message)), None);
+        }
+    };
+    if super::is_reserved_label(&request.key) {
+        let message = format!(
+            "label `{}` is reserved: hostcore.* labels cannot be deleted",
+            request.key
+        );
+        return (to_json(&CtlResponse::<()>::error(message)), None);
+    }
+    match core
+        .identity
+        .update_labels(|labels| labels.remove(&request.key).is_some())
+    {
+        Some(labels) => (
+            to_json(&CtlResponse::success("successfully deleted label")),
+            Some(labels),
+        ),
+        None => (
+            to_json(&CtlResponse::success(
+                "successfully deleted label (no such label)",
+            )),
+            None,
+        ),
+    }
 }
 
 /// Validates a scale request, acknowledges it, and loads or stops the component in the

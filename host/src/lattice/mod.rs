@@ -79,6 +79,11 @@ impl LatticeHandle {
     }
 }
 
+/// `hostcore.*` labels (any case) describe the platform and are set by the host only.
+pub(crate) fn is_reserved_label(key: &str) -> bool {
+    key.to_ascii_lowercase().starts_with("hostcore.")
+}
+
 /// The labels every host carries: `hostcore.arch`, `hostcore.os`, `hostcore.osfamily`.
 pub fn builtin_labels() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -91,7 +96,7 @@ pub fn builtin_labels() -> BTreeMap<String, String> {
 /// Connects to NATS and joins `config.lattice`; components scaled onto this host run in
 /// `runtime`.
 pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHandle, JoinError> {
-    if let Some(reserved) = config.labels.keys().find(|k| k.starts_with("hostcore.")) {
+    if let Some(reserved) = config.labels.keys().find(|k| is_reserved_label(k)) {
         return Err(JoinError::ReservedLabel(reserved.clone()));
     }
     let key = KeyKind::Server.generate();
@@ -118,7 +123,7 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
         friendly_name: friendly_name(&host_id),
         host_id: host_id.clone(),
         lattice: config.lattice.clone(),
-        labels,
+        labels: Mutex::new(labels),
         started: Instant::now(),
     };
     let core = Arc::new(HostCore {
@@ -180,11 +185,28 @@ pub(crate) struct Identity {
     host_id: String,
     friendly_name: String,
     lattice: String,
-    labels: BTreeMap<String, String>,
+    /// Changed at run time by `label.put` / `label.del`.
+    labels: Mutex<BTreeMap<String, String>>,
     started: Instant,
 }
 
 impl Identity {
+    pub(crate) fn labels(&self) -> BTreeMap<String, String> {
+        self.labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies `change` to the labels and returns the new full map.
+    pub(crate) fn update_labels(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
+    ) -> Option<BTreeMap<String, String>> {
+        let mut labels = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut labels).then(|| labels.clone())
+    }
+
     pub(crate) fn uptime(&self) -> (u64, String) {
         let secs = self.started.elapsed().as_secs();
         (secs, humantime_secs(secs))
@@ -195,7 +217,7 @@ impl Identity {
         Host {
             id: self.host_id.clone(),
             friendly_name: self.friendly_name.clone(),
-            labels: self.labels.clone(),
+            labels: self.labels(),
             lattice: self.lattice.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds,
@@ -211,7 +233,7 @@ impl Identity {
         HostInventory {
             host_id: self.host_id.clone(),
             friendly_name: self.friendly_name.clone(),
-            labels: self.labels.clone(),
+            labels: self.labels(),
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds,
             uptime_human,
@@ -238,7 +260,7 @@ async fn run(
 ) {
     let identity = &core.identity;
     let started = serde_json::json!({
-        "labels": identity.labels,
+        "labels": identity.labels(),
         "friendly_name": identity.friendly_name,
         "version": env!("CARGO_PKG_VERSION"),
         "host_id": identity.host_id,
@@ -273,7 +295,7 @@ async fn run(
     let (uptime_seconds, _) = identity.uptime();
     core.publish_event(
         "host_stopped",
-        serde_json::json!({"labels": identity.labels, "uptime_seconds": uptime_seconds}),
+        serde_json::json!({"labels": identity.labels(), "uptime_seconds": uptime_seconds}),
     )
     .await;
     if let Err(e) = core.client.flush().await {
