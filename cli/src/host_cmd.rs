@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use trellis_host::lattice::{self, LatticeConfig};
 
-use trellis_host::{Runtime, RuntimeConfig};
+use trellis_host::Runtime;
 
 use crate::GlobalArgs;
-use crate::run_cmd::{default_cache_dir, trust_policy};
 use crate::signals::wait_for_shutdown_signal;
+use crate::trust::TrustArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct HostArgs {
@@ -21,19 +21,8 @@ pub struct HostArgs {
     /// How often to publish a heartbeat with the inventory.
     #[arg(long, env = "TRELLIS_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
-    /// Account public key (`A…`) whose signed components this host runs; repeatable.
-    #[arg(
-        long = "trusted-issuer",
-        env = "TRELLIS_TRUSTED_ISSUERS",
-        value_delimiter = ','
-    )]
-    trusted_issuers: Vec<String>,
-    /// Run unsigned components (development only; loudly logged).
-    #[arg(long, env = "TRELLIS_ALLOW_UNSIGNED")]
-    allow_unsigned: bool,
-    /// Directory of compiled artifacts (default: the user cache dir, `trellis/compiled`).
-    #[arg(long, env = "TRELLIS_CACHE_DIR")]
-    cache_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// How long to wait for NATS at start-up.
     #[arg(long, env = "TRELLIS_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
@@ -48,11 +37,7 @@ pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         heartbeat_interval: args.heartbeat_interval,
         connect_timeout: args.connect_timeout,
     };
-    let runtime_config = RuntimeConfig {
-        cache_dir: args.cache_dir.clone().or_else(default_cache_dir),
-        trust: trust_policy(&args.trusted_issuers, args.allow_unsigned)?,
-        ..RuntimeConfig::default()
-    };
+    let runtime_config = args.trust.runtime_config()?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -53,22 +53,33 @@ pub fn label(command: LabelCommand, global: &GlobalArgs) -> anyhow::Result<ExitC
             host,
         ),
     };
+    let reply = control(global, host, subject, serde_json::to_vec(&body)?)?;
+    match global.output {
+        OutputFormat::Json => print_json(&serde_json::json!({"message": reply.message}))?,
+        OutputFormat::Human => println!("{}", reply.message),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends one control command to `host` and fails unless it succeeded.
+fn control(
+    global: &GlobalArgs,
+    host: &str,
+    subject: String,
+    body: Vec<u8>,
+) -> anyhow::Result<CtlResponse<()>> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    tokio.block_on(async {
+    let reply: CtlResponse<()> = tokio.block_on(async {
         let client = connect(global).await?;
-        let reply: CtlResponse<()> = request(&client, subject, serde_json::to_vec(&body)?).await?;
-        if !reply.success {
-            anyhow::bail!("host {host} refused: {}", reply.message);
-        }
-        match global.output {
-            OutputFormat::Json => print_json(&serde_json::json!({"message": reply.message}))?,
-            OutputFormat::Human => println!("{}", reply.message),
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+        request(&client, subject, body).await
+    })?;
+    if !reply.success {
+        anyhow::bail!("host {host} refused: {}", reply.message);
+    }
+    Ok(reply)
 }
 
 /// `trellis scale HOST COMPONENT_REF COMPONENT_ID --count N`.
@@ -161,30 +172,20 @@ pub fn scale(args: ScaleArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         config: Vec::new(),
         allow_update: false,
     };
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    tokio.block_on(async {
-        let client = connect(global).await?;
-        let reply: CtlResponse<()> = request(
-            &client,
-            subjects::component_scale(&global.lattice, &args.host),
-            serde_json::to_vec(&command)?,
-        )
-        .await?;
-        if !reply.success {
-            anyhow::bail!("scale refused by host {}: {}", args.host, reply.message);
-        }
-        match global.output {
-            OutputFormat::Json => print_json(&serde_json::json!({"accepted": true}))?,
-            OutputFormat::Human => println!(
-                "host {} accepted: {} -> {} instances (watch `trellis get inventory {}`)",
-                args.host, command.component_id, command.max_instances, args.host
-            ),
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+    control(
+        global,
+        &args.host,
+        subjects::component_scale(&global.lattice, &args.host),
+        serde_json::to_vec(&command)?,
+    )?;
+    match global.output {
+        OutputFormat::Json => print_json(&serde_json::json!({"accepted": true}))?,
+        OutputFormat::Human => println!(
+            "host {} accepted: {} -> {} instances (watch `trellis get inventory {}`)",
+            args.host, command.component_id, command.max_instances, args.host
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn connect(global: &GlobalArgs) -> anyhow::Result<async_nats::Client> {

@@ -7,6 +7,7 @@ mod lattice_cmd;
 mod output;
 mod run_cmd;
 mod signals;
+mod trust;
 
 use std::process::ExitCode;
 

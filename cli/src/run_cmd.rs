@@ -2,19 +2,19 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use trellis_host::http::{HttpServer, Router};
-use trellis_host::{ComponentLimits, Runtime, RuntimeConfig, TrustPolicy, TrustedIssuers};
+use trellis_host::{ComponentLimits, Runtime, RuntimeConfig};
 use trellis_protocol::claims;
-use trellis_protocol::keys::{KeyKind, is_public_key_of};
 
 use crate::GlobalArgs;
 use crate::signals::wait_for_shutdown_signal;
+use crate::trust::TrustArgs;
 
 /// How long Ctrl-C waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -26,16 +26,8 @@ pub struct RunArgs {
     /// Address to serve HTTP on (port 0 picks a free port).
     #[arg(long, env = "TRELLIS_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
-    /// Account public key (`A…`) whose signatures are trusted; repeatable.
-    #[arg(
-        long = "trusted-issuer",
-        env = "TRELLIS_TRUSTED_ISSUERS",
-        value_delimiter = ','
-    )]
-    trusted_issuers: Vec<String>,
-    /// Run unsigned components (development only; loudly logged).
-    #[arg(long, env = "TRELLIS_ALLOW_UNSIGNED")]
-    allow_unsigned: bool,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// A `key=value` the component reads through `wasi:config`; repeatable.
     #[arg(long = "config", env = "TRELLIS_CONFIG", value_delimiter = ',')]
     config: Vec<String>,
@@ -48,31 +40,17 @@ pub struct RunArgs {
     /// Instances that may run at once; more requests wait for a free one.
     #[arg(long, env = "TRELLIS_MAX_CONCURRENT", default_value_t = 1000)]
     max_concurrent: u32,
-    /// Directory of compiled artifacts (default: the user cache dir, `trellis/compiled`).
-    #[arg(long, env = "TRELLIS_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Compile on every start instead of using the artifact cache.
-    #[arg(long, env = "TRELLIS_NO_CACHE")]
-    no_cache: bool,
 }
 
 pub fn run(args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let path = trellis_host::reference::resolve(&args.component)?;
     let bytes =
         std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let trust = trust_policy(&args.trusted_issuers, args.allow_unsigned)?;
     let config = parse_config(&args.config)?;
-    let cache_dir = if args.no_cache {
-        None
-    } else {
-        args.cache_dir.clone().or_else(default_cache_dir)
-    };
     let runtime_config = RuntimeConfig {
         max_instances: args.max_concurrent.max(1),
         max_memory_bytes: args.max_memory,
-        cache_dir,
-        trust,
-        ..RuntimeConfig::default()
+        ..args.trust.runtime_config()?
     };
     let limits = ComponentLimits {
         memory_bytes: args.max_memory,
@@ -128,20 +106,6 @@ fn component_id(path: &Path, bytes: &[u8]) -> String {
         })
 }
 
-pub fn trust_policy(issuers: &[String], allow_unsigned: bool) -> anyhow::Result<TrustPolicy> {
-    for issuer in issuers {
-        if !is_public_key_of(issuer, KeyKind::Account) {
-            anyhow::bail!(
-                "--trusted-issuer `{issuer}` is not an account public key (it starts with `A`; `trellis keys gen account` prints one)"
-            );
-        }
-    }
-    Ok(TrustPolicy {
-        issuers: TrustedIssuers::Only(issuers.iter().cloned().collect()),
-        allow_unsigned,
-    })
-}
-
 fn parse_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     pairs
         .iter()
@@ -152,12 +116,6 @@ fn parse_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
                 .ok_or_else(|| anyhow::anyhow!("--config `{pair}` must be `key=value`"))
         })
         .collect()
-}
-
-/// The user's cache dir; never a shared temporary directory, where another user could plant
-/// artifacts (which are native code).
-pub fn default_cache_dir() -> Option<PathBuf> {
-    dirs::cache_dir().map(|d| d.join("trellis").join("compiled"))
 }
 
 /// `128MiB`, `64M`, `1GiB`, `4096`.

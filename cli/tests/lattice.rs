@@ -6,7 +6,7 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{HostProcess, get_hosts, trellis, wait_for_hosts};
+use common::{HostProcess, get_hosts, trellis, wait_for_host_ids, wait_for_hosts};
 use futures::StreamExt as _;
 use trellis_testing::nats::{NatsServer, free_port};
 
@@ -302,13 +302,7 @@ async fn scale_failures_are_reported_with_the_reason() {
     let url = nats.url();
     let signer = trellis_testing::Signer::new();
     let _host = HostProcess::start_trusting(&url, &[], Some(&signer.public_key()));
-    let listed = tokio::task::spawn_blocking({
-        let u = url.clone();
-        move || wait_for_hosts(&u, 1)
-    })
-    .await
-    .unwrap();
-    let host = listed[0]["id"].as_str().unwrap().to_string();
+    let host = wait_for_host_ids(&url, 1).await.remove(0);
     let client = async_nats::connect(&url).await.unwrap();
     let mut events = client.subscribe("wasmbus.evt.test.>").await.unwrap();
     client.flush().await.unwrap();
@@ -387,13 +381,7 @@ async fn labels_change_at_run_time_with_an_event_and_hostcore_labels_are_protect
     let nats = NatsServer::start().unwrap();
     let url = nats.url();
     let _host = HostProcess::start(&url, &["zone=edge"]);
-    let listed = tokio::task::spawn_blocking({
-        let u = url.clone();
-        move || wait_for_hosts(&u, 1)
-    })
-    .await
-    .unwrap();
-    let host = listed[0]["id"].as_str().unwrap().to_string();
+    let host = wait_for_host_ids(&url, 1).await.remove(0);
     let client = async_nats::connect(&url).await.unwrap();
     let mut events = client
         .subscribe("wasmbus.evt.test.labels_changed")

@@ -79,3 +79,16 @@ pub fn wait_for_hosts(nats: &str, want: usize) -> Vec<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// [`wait_for_hosts`] from async code; returns the hosts' ids.
+pub async fn wait_for_host_ids(nats: &str, want: usize) -> Vec<String> {
+    let nats = nats.to_string();
+    let hosts = tokio::task::spawn_blocking(move || wait_for_hosts(&nats, want))
+        .await
+        .unwrap();
+    assert_eq!(hosts.len(), want, "{hosts:?}");
+    hosts
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
