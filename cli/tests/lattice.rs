@@ -426,3 +426,71 @@ async fn labels_change_at_run_time_with_an_event_and_hostcore_labels_are_protect
     assert!(String::from_utf8_lossy(&out.stdout).contains("no such label"));
     assert!(get_hosts(&url)[0]["labels"].get("tier").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_swaps_a_running_component_in_place() {
+    let signer = trellis_testing::Signer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, guest: &str| {
+        let path = dir.path().join(name);
+        let wasm = trellis_testing::guest(guest).unwrap();
+        std::fs::write(&path, signer.sign(&wasm, guest, &[]).unwrap()).unwrap();
+        format!("file://{}", path.display())
+    };
+    let (v1, v2) = (write("v1.wasm", "http_hello"), write("v2.wasm", "echo"));
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let _host = HostProcess::start_trusting(&url, &[], Some(&signer.public_key()));
+    let host = wait_for_host_ids(&url, 1).await.remove(0);
+    let client = async_nats::connect(&url).await.unwrap();
+    let mut events = client.subscribe("wasmbus.evt.test.>").await.unwrap();
+    client.flush().await.unwrap();
+    let update = |body: serde_json::Value| {
+        let client = client.clone();
+        let subject = format!("wasmbus.ctl.v1.test.component.update.{host}");
+        async move {
+            let reply = client
+                .request(subject, body.to_string().into())
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&reply.payload).unwrap()
+        }
+    };
+
+    let missing = update(serde_json::json!({"component_id": "app", "new_component_ref": v2})).await;
+    assert_eq!(missing["success"], false);
+    assert!(
+        missing["message"].as_str().unwrap().contains("not found"),
+        "{missing}"
+    );
+
+    assert!(scale(&url, &host, &v1, "app", 4).status.success());
+    next_component_event(&mut events, "component_scaled", "app").await;
+    let same = update(serde_json::json!({"component_id": "app", "new_component_ref": v1})).await;
+    assert!(
+        same["message"]
+            .as_str()
+            .unwrap()
+            .contains("already updated"),
+        "{same}"
+    );
+
+    let reply = update(serde_json::json!({"component_id": "app", "new_component_ref": v2})).await;
+    assert_eq!(reply["success"], true, "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("updating from"),
+        "{reply}"
+    );
+    let new = next_component_event(&mut events, "component_scaled", "app").await;
+    assert_eq!(new["data"]["image_ref"], v2.as_str());
+    assert_eq!(new["data"]["max_instances"], 4);
+    let old = next_component_event(&mut events, "component_scaled", "app").await;
+    assert_eq!(old["data"]["image_ref"], v1.as_str());
+    assert_eq!(old["data"]["max_instances"], 0);
+
+    let components = inventory(&url, &host)["components"].clone();
+    assert_eq!(components.as_array().unwrap().len(), 1, "{components}");
+    assert_eq!(components[0]["image_ref"], v2.as_str());
+    assert_eq!(components[0]["max_instances"], 4);
+    assert_eq!(components[0]["name"], "echo");
+}

@@ -209,6 +209,19 @@ pub struct ScaleComponentCommand {
     pub allow_update: bool,
 }
 
+/// `component.update.{host}`: replace a running component with another version, in place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateComponentCommand {
+    #[serde(default)]
+    pub component_id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
+    pub new_component_ref: String,
+}
+
 /// A CloudEvents 1.0 event as published on `wasmbus.evt.{lattice}.{type}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {

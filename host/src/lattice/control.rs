@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use trellis_protocol::claims::format_time;
-use trellis_protocol::ctl::{ComponentDescription, CtlResponse, ScaleComponentCommand};
+use trellis_protocol::ctl::{
+    ComponentDescription, CtlResponse, ScaleComponentCommand, UpdateComponentCommand,
+};
 
 use super::HostCore;
 use crate::{Component, ComponentLimits};
@@ -82,6 +84,12 @@ pub(crate) fn handle(
         }
         let reply = CtlResponse::success(format!("host {me} is stopping"));
         return (Some(to_json(&reply)), Next::Stop);
+    }
+    if let Some(mine) = for_host("component.update") {
+        if !mine {
+            return (None, Next::Continue);
+        }
+        return (update(core, payload), Next::Continue);
     }
     if let Some(mine) = for_host("component.scale") {
         if !mine {
@@ -198,6 +206,62 @@ fn delete_label(core: &Arc<HostCore>, payload: &[u8]) -> Reply {
     }
 }
 
+/// Validates an update request and swaps the component in the background: the new version is
+/// loaded next to the old one, then replaces it in one step, so invocations never find it
+/// missing. Reported as `component_scaled` (new ref) then `component_scaled` (old ref, 0).
+fn update(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
+    let command: UpdateComponentCommand = match serde_json::from_slice(payload) {
+        Ok(c) => c,
+        Err(e) => return error(format!("invalid component.update request: {e}")),
+    };
+    if command.new_component_ref.trim().is_empty() {
+        return error("invalid component.update request: `new_component_ref` is empty".into());
+    }
+    let id = &command.component_id;
+    let running = core
+        .components
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .map(|r| (r.image_ref.clone(), r.max_instances, r.annotations.clone()));
+    let Some((old_ref, max_instances, annotations)) = running else {
+        return error(format!("component {id} not found on this host"));
+    };
+    if old_ref == command.new_component_ref {
+        return Some(to_json(&CtlResponse::success(format!(
+            "component {id} already updated to {old_ref}"
+        ))));
+    }
+    let message = format!(
+        "component {id} updating from {old_ref} to {}",
+        command.new_component_ref
+    );
+    let core = core.clone();
+    tokio::spawn(async move {
+        let scale = ScaleComponentCommand {
+            component_ref: command.new_component_ref.clone(),
+            component_id: command.component_id.clone(),
+            annotations: if command.annotations.is_empty() {
+                annotations.clone()
+            } else {
+                command.annotations.clone()
+            },
+            max_instances,
+            host_id: core.identity.host_id.clone(),
+            config: Vec::new(),
+            allow_update: true,
+        };
+        if apply_scale(core.clone(), scale).await {
+            let data = serde_json::json!({
+                "annotations": annotations, "host_id": core.identity.host_id,
+                "image_ref": old_ref, "max_instances": 0, "component_id": command.component_id,
+            });
+            core.publish_event("component_scaled", data).await;
+        }
+    });
+    Some(to_json(&CtlResponse::success(message)))
+}
+
 /// Validates a scale request, acknowledges it, and loads or stops the component in the
 /// background (reported by `component_scaled` / `component_scale_failed`).
 fn scale(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
@@ -215,7 +279,8 @@ fn scale(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
     Some(to_json(&CtlResponse::success("")))
 }
 
-async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) {
+/// Applies a scale; returns whether it succeeded.
+async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) -> bool {
     let host_id = core.identity.host_id.clone();
     let id = command.component_id.clone();
     if command.max_instances == 0 {
@@ -229,7 +294,7 @@ async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) {
             "image_ref": command.component_ref, "max_instances": 0, "component_id": id,
         });
         core.publish_event("component_scaled", data).await;
-        return;
+        return true;
     }
     match load(&core, &command).await {
         Ok(component) => {
@@ -260,6 +325,7 @@ async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) {
                 .insert(id.clone(), running);
             tracing::info!(component = %id, max_instances = command.max_instances, "component scaled");
             core.publish_event("component_scaled", data).await;
+            true
         }
         Err(reason) => {
             tracing::warn!(component = %id, %reason, "component scale failed");
@@ -269,6 +335,7 @@ async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) {
                 "error": reason,
             });
             core.publish_event("component_scale_failed", data).await;
+            false
         }
     }
 }
