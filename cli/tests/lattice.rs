@@ -6,7 +6,7 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{HostProcess, get_hosts, trellis, wait_for_host_ids, wait_for_hosts};
+use common::{HostProcess, get_hosts, trellis, trellis_json, wait_for_host_ids, wait_for_hosts};
 use futures::StreamExt as _;
 use trellis_testing::nats::{NatsServer, free_port};
 
@@ -201,16 +201,7 @@ async fn next_component_event(
 }
 
 fn inventory(nats: &str, host: &str) -> serde_json::Value {
-    let out = trellis(nats)
-        .args(["get", "inventory", host, "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    trellis_json(nats, &["get", "inventory", host])
 }
 
 fn scale(nats: &str, host: &str, reference: &str, id: &str, count: u32) -> Output {

@@ -55,9 +55,11 @@ impl Drop for HostProcess {
     }
 }
 
-pub fn get_hosts(nats: &str) -> Vec<serde_json::Value> {
+/// Runs `trellis ARGS --output json` and parses what it prints; fails the test on an error.
+pub fn trellis_json<T: serde::de::DeserializeOwned>(nats: &str, args: &[&str]) -> T {
     let out: Output = trellis(nats)
-        .args(["get", "hosts", "--output", "json"])
+        .args(args)
+        .args(["--output", "json"])
         .output()
         .unwrap();
     assert!(
@@ -66,6 +68,10 @@ pub fn get_hosts(nats: &str) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn get_hosts(nats: &str) -> Vec<serde_json::Value> {
+    trellis_json(nats, &["get", "hosts"])
 }
 
 /// Polls `get hosts` until `want` hosts answer (bounded, generous: start-up on a loaded box).
