@@ -485,3 +485,32 @@ async fn update_swaps_a_running_component_in_place() {
     assert_eq!(components[0]["max_instances"], 4);
     assert_eq!(components[0]["name"], "echo");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_stop_checks_the_named_host_then_leaves_the_lattice() {
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let mut process = HostProcess::start(&url, &[]);
+    let host = wait_for_host_ids(&url, 1).await.remove(0);
+    let client = async_nats::connect(&url).await.unwrap();
+    let subject = format!("wasmbus.ctl.v1.test.host.stop.{host}");
+
+    let wrong = serde_json::json!({"host_id": "NSOMEONEELSE"}).to_string();
+    let reply = client.request(subject.clone(), wrong.into()).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(v["success"], false, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("invalid host_id"),
+        "{v}"
+    );
+    assert_eq!(wait_for_host_ids(&url, 1).await, [host.clone()]);
+
+    let reply = client.request(subject, "".into()).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(v["success"], true, "{v}");
+    let status = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "the host exits cleanly after host.stop");
+    assert!(get_hosts(&url).is_empty());
+}

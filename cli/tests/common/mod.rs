@@ -38,6 +38,11 @@ impl HostProcess {
         )
     }
 
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.wait().unwrap()
+    }
+
     pub fn terminate(mut self) -> bool {
         Command::new("kill")
             .arg("-TERM")

@@ -82,6 +82,19 @@ pub(crate) fn handle(
         if !mine {
             return (None, Next::Continue);
         }
+        // The body is optional; when it names a host, it must be this one.
+        let named = serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|body| body.get("host_id")?.as_str().map(str::to_string))
+            .filter(|id| !id.is_empty());
+        if let Some(named) = named.filter(|id| id != me) {
+            return (
+                error(format!(
+                    "invalid host_id [{named}]: this request was sent to host {me}"
+                )),
+                Next::Continue,
+            );
+        }
         let reply = CtlResponse::success(format!("host {me} is stopping"));
         return (Some(to_json(&reply)), Next::Stop);
     }
