@@ -503,7 +503,10 @@ async fn host_stop_checks_the_named_host_then_leaves_the_lattice() {
         v["message"].as_str().unwrap().contains("invalid host_id"),
         "{v}"
     );
-    assert_eq!(wait_for_host_ids(&url, 1).await, [host.clone()]);
+    assert_eq!(
+        wait_for_host_ids(&url, 1).await,
+        std::slice::from_ref(&host)
+    );
 
     let reply = client.request(subject, "".into()).await.unwrap();
     let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
