@@ -232,9 +232,7 @@ fn update(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
     }
     let id = &command.component_id;
     let running = core
-        .components
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .components()
         .get(id)
         .map(|r| (r.image_ref.clone(), r.max_instances, r.annotations.clone()));
     let Some((old_ref, max_instances, annotations)) = running else {
@@ -265,10 +263,7 @@ fn update(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
             allow_update: true,
         };
         if apply_scale(core.clone(), scale).await {
-            let data = serde_json::json!({
-                "annotations": annotations, "host_id": core.identity.host_id,
-                "image_ref": old_ref, "max_instances": 0, "component_id": command.component_id,
-            });
+            let data = scale_event(&core, &command.component_id, &old_ref, 0, &annotations);
             core.publish_event("component_scaled", data).await;
         }
     });
@@ -292,30 +287,38 @@ fn scale(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
     Some(to_json(&CtlResponse::success("")))
 }
 
+/// The fields every `component_scaled` / `component_scale_failed` event carries.
+fn scale_event(
+    core: &HostCore,
+    component_id: &str,
+    image_ref: &str,
+    max_instances: u32,
+    annotations: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "annotations": annotations, "host_id": core.identity.host_id,
+        "image_ref": image_ref, "max_instances": max_instances, "component_id": component_id,
+    })
+}
+
 /// Applies a scale; returns whether it succeeded.
 async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) -> bool {
-    let host_id = core.identity.host_id.clone();
     let id = command.component_id.clone();
+    let mut data = scale_event(
+        &core,
+        &id,
+        &command.component_ref,
+        command.max_instances,
+        &command.annotations,
+    );
     if command.max_instances == 0 {
-        core.components
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        core.components().remove(&id);
         tracing::info!(component = %id, "component stopped (scaled to 0)");
-        let data = serde_json::json!({
-            "annotations": command.annotations, "host_id": host_id,
-            "image_ref": command.component_ref, "max_instances": 0, "component_id": id,
-        });
         core.publish_event("component_scaled", data).await;
         return true;
     }
     match load(&core, &command).await {
         Ok(component) => {
-            let mut data = serde_json::json!({
-                "annotations": command.annotations, "host_id": host_id,
-                "image_ref": command.component_ref, "max_instances": command.max_instances,
-                "component_id": id,
-            });
             if let Some(claims) = component.claims() {
                 data["public_key"] = claims.sub.clone().into();
                 data["claims"] = serde_json::json!({
@@ -332,21 +335,14 @@ async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) -> boo
                 annotations: command.annotations.clone(),
                 max_instances: command.max_instances,
             };
-            core.components
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.clone(), running);
+            core.components().insert(id.clone(), running);
             tracing::info!(component = %id, max_instances = command.max_instances, "component scaled");
             core.publish_event("component_scaled", data).await;
             true
         }
         Err(reason) => {
             tracing::warn!(component = %id, %reason, "component scale failed");
-            let data = serde_json::json!({
-                "annotations": command.annotations, "component_id": id, "host_id": host_id,
-                "image_ref": command.component_ref, "max_instances": command.max_instances,
-                "error": reason,
-            });
+            data["error"] = reason.into();
             core.publish_event("component_scale_failed", data).await;
             false
         }

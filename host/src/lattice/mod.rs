@@ -154,17 +154,23 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
 pub(crate) struct HostCore {
     pub(crate) identity: Identity,
     pub(crate) runtime: Runtime,
-    /// Running components by id.
-    pub(crate) components: Mutex<BTreeMap<String, control::Running>>,
+    /// Running components by id; use [`HostCore::components`].
+    components: Mutex<BTreeMap<String, control::Running>>,
     pub(crate) client: async_nats::Client,
 }
 
 impl HostCore {
+    /// The running components (a poisoned lock is taken over: the map stays consistent,
+    /// every change to it is a single insert or remove).
+    pub(crate) fn components(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, control::Running>> {
+        self.components.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn inventory(&self) -> HostInventory {
         let components = self
-            .components
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .components()
             .values()
             .map(control::Running::describe)
             .collect();
