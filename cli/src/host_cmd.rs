@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use trellis_host::lattice::{self, LatticeConfig};
 
+use std::sync::Arc;
 use trellis_host::Runtime;
+use trellis_host::http::{HttpServer, Router};
 
 use crate::GlobalArgs;
 use crate::signals::wait_for_shutdown_signal;
@@ -23,6 +25,10 @@ pub struct HostArgs {
     heartbeat_interval: Duration,
     #[command(flatten)]
     trust: TrustArgs,
+    /// Serve HTTP for the components on this host that export `wasi:http/incoming-handler`,
+    /// routed by Host header = component id (e.g. `curl -H 'Host: hello' ADDR`).
+    #[arg(long, env = "TRELLIS_HTTP")]
+    http: Option<std::net::SocketAddr>,
     /// How long to wait for NATS at start-up.
     #[arg(long, env = "TRELLIS_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
@@ -31,11 +37,13 @@ pub struct HostArgs {
 pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let labels = parse_labels(&args.labels)?;
     let config = LatticeConfig {
-        nats_url: global.nats_url.clone(),
+        nats: global
+            .nats
+            .connect_options(&global.nats_url, args.connect_timeout, "trellis-host"),
         lattice: global.lattice.clone(),
         labels,
         heartbeat_interval: args.heartbeat_interval,
-        connect_timeout: args.connect_timeout,
+        http_router: args.http.map(|_| Arc::new(Router::new())),
     };
     let runtime_config = args.trust.runtime_config()?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -44,7 +52,19 @@ pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     tokio.block_on(async move {
         let runtime = Runtime::builder(runtime_config).build()?;
+        let router = config.http_router.clone();
         let mut handle = lattice::join(runtime, config).await?;
+        let http = match (args.http, router) {
+            (Some(addr), Some(router)) => Some(
+                HttpServer::bind(addr, router)
+                    .await
+                    .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
+            ),
+            _ => None,
+        };
+        if let Some(http) = &http {
+            println!("serving HTTP on http://{}", http.local_addr());
+        }
         println!(
             "host {} joined lattice `{}`",
             handle.host_id(),
@@ -56,6 +76,9 @@ pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 handle.shutdown().await;
             }
             _ = handle.stopped() => {}
+        }
+        if let Some(http) = http {
+            http.shutdown(Duration::from_secs(10)).await;
         }
         Ok(ExitCode::SUCCESS)
     })

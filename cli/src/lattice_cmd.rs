@@ -25,6 +25,10 @@ pub enum GetCommand {
         /// The host's id (`N…`), as listed by `trellis get hosts`.
         host: String,
     },
+    /// Every link of the lattice.
+    Links,
+    /// A named config map.
+    Config { name: String },
 }
 
 /// `trellis label put|del`.
@@ -62,7 +66,7 @@ pub fn label(command: LabelCommand, global: &GlobalArgs) -> anyhow::Result<ExitC
 }
 
 /// Sends one control command to `host` and fails unless it succeeded.
-fn control(
+pub(crate) fn control(
     global: &GlobalArgs,
     host: &str,
     subject: String,
@@ -101,6 +105,10 @@ pub struct ScaleArgs {
         value_delimiter = ','
     )]
     annotations: Vec<String>,
+    /// A named config (see `trellis config put`) for the component; repeatable, later names'
+    /// keys win.
+    #[arg(long = "config", env = "TRELLIS_CONFIG_NAMES", value_delimiter = ',')]
+    config: Vec<String>,
 }
 
 pub fn run(command: GetCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -111,11 +119,15 @@ pub fn run(command: GetCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode>
     match command {
         GetCommand::Hosts { timeout } => tokio.block_on(get_hosts(global, timeout)),
         GetCommand::Inventory { host } => tokio.block_on(get_inventory(global, &host)),
+        GetCommand::Links => tokio
+            .block_on(crate::state_cmd::get_links(global))
+            .map(|()| ExitCode::SUCCESS),
+        GetCommand::Config { name } => tokio.block_on(crate::state_cmd::get_config(global, &name)),
     }
 }
 
 /// Sends one control request and returns the decoded envelope.
-async fn request<T: serde::de::DeserializeOwned>(
+pub(crate) async fn request<T: serde::de::DeserializeOwned>(
     client: &async_nats::Client,
     subject: String,
     body: Vec<u8>,
@@ -169,7 +181,7 @@ pub fn scale(args: ScaleArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         annotations,
         max_instances: args.count,
         host_id: args.host.clone(),
-        config: Vec::new(),
+        config: args.config,
         allow_update: false,
     };
     control(
@@ -188,18 +200,11 @@ pub fn scale(args: ScaleArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn connect(global: &GlobalArgs) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
-        .name("trellis-cli")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(global.nats_url.as_str())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to NATS at {}; is the lattice up? (--nats-url, env TRELLIS_NATS_URL)",
-                global.nats_url
-            )
-        })
+pub(crate) async fn connect(global: &GlobalArgs) -> anyhow::Result<async_nats::Client> {
+    let nats = global
+        .nats
+        .connect_options(&global.nats_url, Duration::from_secs(5), "trellis-cli");
+    Ok(nats.connect().await?)
 }
 
 async fn get_hosts(global: &GlobalArgs, timeout: Duration) -> anyhow::Result<ExitCode> {

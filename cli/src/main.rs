@@ -4,9 +4,11 @@ mod claims_cmd;
 mod host_cmd;
 mod keys_cmd;
 mod lattice_cmd;
+mod nats_args;
 mod output;
 mod run_cmd;
 mod signals;
+mod state_cmd;
 mod trust;
 
 use std::process::ExitCode;
@@ -50,6 +52,9 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(long, global = true, env = "TRELLIS_OUTPUT", value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    /// Credentials and TLS for the NATS connection.
+    #[command(flatten)]
+    pub nats: nats_args::NatsArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,6 +80,18 @@ enum Command {
         #[command(subcommand)]
         command: lattice_cmd::LabelCommand,
     },
+    /// Link components (and providers) for an interface package.
+    Link {
+        #[command(subcommand)]
+        command: state_cmd::LinkCommand,
+    },
+    /// Named configuration maps, shared across the lattice.
+    Config {
+        #[command(subcommand)]
+        command: state_cmd::ConfigCommand,
+    },
+    /// Call a component's exported function across the lattice.
+    Call(state_cmd::CallArgs),
     /// Query the lattice.
     Get {
         #[command(subcommand)]
@@ -93,6 +110,9 @@ fn main() -> ExitCode {
         Command::Get { command } => lattice_cmd::run(command, &cli.global),
         Command::Scale(args) => lattice_cmd::scale(args, &cli.global),
         Command::Label { command } => lattice_cmd::label(command, &cli.global),
+        Command::Link { command } => state_cmd::link(command, &cli.global),
+        Command::Config { command } => state_cmd::config(command, &cli.global),
+        Command::Call(args) => state_cmd::call(args, &cli.global),
     };
     match result {
         Ok(code) => code,

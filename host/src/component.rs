@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use trellis_protocol::claims::{Claims, Verified};
-use wasmtime::component::InstancePre;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{ComponentExportIndex, InstancePre, Type, Val};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -38,11 +39,23 @@ pub struct Component {
     id: Arc<str>,
     verified: Verified,
     engine: Engine,
+    pre: InstancePre<InvocationState>,
     http: Option<ProxyPre<InvocationState>>,
+    /// Exported functions by (`ns:pkg/iface` without version, function name).
+    exports: BTreeMap<(String, String), ExportedFunction>,
     limits: ComponentLimits,
     permits: Arc<Semaphore>,
     config: RwLock<Arc<BTreeMap<String, String>>>,
     from_cache: bool,
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component")
+            .field("id", &self.id)
+            .field("hash", &self.verified.hash)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an invocation could not start.
@@ -68,7 +81,9 @@ impl Component {
         Self {
             id: Arc::from(id),
             verified,
+            exports: exported_functions(&engine, &pre),
             engine,
+            pre: pre.clone(),
             http: ProxyPre::new(pre)
                 .inspect_err(|e| tracing::debug!(component = id, reason = %e, "no wasi:http/incoming-handler export"))
                 .ok(),
@@ -130,6 +145,13 @@ impl Component {
 
     /// A fresh store for one invocation, with memory limits and the execution deadline armed.
     pub fn new_store(&self) -> Store<InvocationState> {
+        self.new_store_until(Instant::now() + self.limits.deadline)
+    }
+
+    /// Like [`Component::new_store`], with the deadline at `deadline` (no later than the
+    /// component's own deadline from now).
+    pub fn new_store_until(&self, deadline: Instant) -> Store<InvocationState> {
+        let deadline = deadline.min(Instant::now() + self.limits.deadline);
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)
@@ -139,10 +161,9 @@ impl Component {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let state = InvocationState::new(self.id.clone(), config, limits);
+        let state = InvocationState::new(self.id.clone(), config, limits, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let deadline = Instant::now() + self.limits.deadline;
         // Every epoch tick the guest yields to other tasks; past the deadline it is interrupted.
         // `tokio::task::yield_now` (not a plain self-wake) sends the task to the back of the
         // run queue, so a spinning guest cannot starve the requests queued behind it.
@@ -159,6 +180,111 @@ impl Component {
         });
         store
     }
+}
+
+impl Component {
+    /// The exported function `function` of interface `interface` (`ns:pkg/iface`, no version).
+    pub fn exported_function(&self, interface: &str, function: &str) -> Option<&ExportedFunction> {
+        self.exports
+            .get(&(interface.to_string(), function.to_string()))
+    }
+
+    /// The interfaces this component exports, `ns:pkg/iface` without version.
+    pub fn exported_interfaces(&self) -> impl Iterator<Item = &str> {
+        let mut names: Vec<&str> = self.exports.keys().map(|(i, _)| i.as_str()).collect();
+        names.dedup();
+        names.into_iter()
+    }
+
+    /// Calls an exported function in a fresh instance, finishing by `deadline`.
+    pub async fn call_export(
+        &self,
+        function: &ExportedFunction,
+        args: Vec<Val>,
+        deadline: Instant,
+    ) -> Result<Vec<Val>, CallFailure> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await;
+        let Ok(Ok(_permit)) = permit else {
+            return Err(CallFailure::Busy(Busy {
+                component: self.id.to_string(),
+                max: self.limits.max_concurrent,
+                waited: wait,
+            }));
+        };
+        let mut store = self.new_store_until(deadline);
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let func = instance
+                .get_func(&mut store, function.index)
+                .ok_or_else(|| wasmtime::Error::msg("the export vanished from the instance"))?;
+            let mut results = vec![Val::Bool(false); function.results.len()];
+            func.call_async(&mut store, &args, &mut results).await?;
+            Ok::<_, wasmtime::Error>(results)
+        };
+        let grace = Duration::from_millis(250);
+        match tokio::time::timeout_at((deadline + grace).into(), run).await {
+            Ok(Ok(results)) => Ok(results),
+            Ok(Err(e)) if is_deadline(&e) => Err(CallFailure::Timeout),
+            Ok(Err(e)) => Err(CallFailure::Trapped(format!("{e:#}"))),
+            Err(_) => Err(CallFailure::Timeout),
+        }
+    }
+}
+
+/// A function a component exports, with its types.
+#[derive(Debug, Clone)]
+pub struct ExportedFunction {
+    index: ComponentExportIndex,
+    pub params: Vec<Type>,
+    pub results: Vec<Type>,
+}
+
+/// Why a call to an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailure {
+    #[error(transparent)]
+    Busy(Busy),
+    #[error("the call ran past its deadline")]
+    Timeout,
+    #[error("the component trapped: {0}")]
+    Trapped(String),
+}
+
+fn exported_functions(
+    engine: &Engine,
+    pre: &InstancePre<InvocationState>,
+) -> BTreeMap<(String, String), ExportedFunction> {
+    let component = pre.component();
+    let mut out = BTreeMap::new();
+    for (name, export) in component.component_type().exports(engine) {
+        let ComponentItem::ComponentInstance(instance) = export.ty else {
+            continue;
+        };
+        let Some(instance_index) = component.get_export_index(None, name) else {
+            continue;
+        };
+        for (function, item) in instance.exports(engine) {
+            let ComponentItem::ComponentFunc(func) = item.ty else {
+                continue;
+            };
+            let Some(index) = component.get_export_index(Some(&instance_index), function) else {
+                continue;
+            };
+            out.insert(
+                (
+                    crate::imports::unversioned(name).to_string(),
+                    function.to_string(),
+                ),
+                ExportedFunction {
+                    index,
+                    params: func.params().map(|(_, ty)| ty).collect(),
+                    results: func.results().collect(),
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Whether an invocation error is the execution deadline firing.

@@ -23,12 +23,15 @@ pub mod capabilities;
 mod component;
 mod error;
 pub mod http;
+pub mod imports;
 pub mod lattice;
 pub mod reference;
 mod runtime;
 mod state;
+pub mod values;
 
 pub use capabilities::Capability;
+pub use component::{CallFailure, ExportedFunction};
 pub use component::{Component, ComponentLimits};
 pub use error::LoadError;
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig};

@@ -13,6 +13,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::cache::{ArtifactCache, CacheOutcome};
 use crate::capabilities::{self, Capability};
 use crate::component::{Component, ComponentLimits};
+use crate::imports::{self, LinkedImports};
 use crate::{InvocationState, LoadError};
 
 /// Host-wide engine settings.
@@ -174,6 +175,18 @@ impl Runtime {
         bytes: &[u8],
         limits: ComponentLimits,
     ) -> Result<Arc<Component>, LoadError> {
+        self.load_linked(id, bytes, limits, None)
+    }
+
+    /// Like [`Runtime::load`], and imports that no capability serves are routed through
+    /// `router` (see [`crate::imports`]); without a router they are refused.
+    pub fn load_linked(
+        &self,
+        id: &str,
+        bytes: &[u8],
+        limits: ComponentLimits,
+        router: Option<Arc<dyn LinkedImports>>,
+    ) -> Result<Arc<Component>, LoadError> {
         let _span = tracing::info_span!("host.load_component", component = id).entered();
         let inner = &self.inner;
         let verified =
@@ -225,9 +238,25 @@ impl Runtime {
             CacheOutcome::Disabled => tracing::debug!("compiled without a cache"),
         }
 
-        self.check_imports(id, &component, verified.claims.as_ref())?;
-        let pre = inner
-            .linker
+        let linked =
+            self.check_imports(id, &component, verified.claims.as_ref(), router.is_some())?;
+        let mut own_linker;
+        let linker = match &router {
+            Some(router) if !linked.is_empty() => {
+                own_linker = inner.linker.clone();
+                for (import, functions) in &linked {
+                    imports::define(&mut own_linker, import, functions, router).map_err(|e| {
+                        LoadError::Link {
+                            component: id.to_string(),
+                            reason: format!("cannot link `{import}`: {e:#}"),
+                        }
+                    })?;
+                }
+                &own_linker
+            }
+            _ => &inner.linker,
+        };
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link {
                 component: id.to_string(),
@@ -243,16 +272,39 @@ impl Runtime {
         )))
     }
 
-    /// Every import must be served by a capability, and granted when it needs a grant.
+    /// Every import must be served by a capability, and granted when it needs a grant. With
+    /// `linkable`, an import no capability serves may instead be linked to another component
+    /// (granted, and with types that can cross the lattice); those are returned.
     fn check_imports(
         &self,
         id: &str,
         component: &wasmtime::component::Component,
         claims: Option<&claims::Claims>,
-    ) -> Result<(), LoadError> {
+        linkable: bool,
+    ) -> Result<LinkedFunctions, LoadError> {
         let engine = &self.inner.engine;
-        for (import, _) in component.component_type().imports(engine) {
+        let mut linked = Vec::new();
+        for (import, item) in component.component_type().imports(engine) {
             let Some(served) = capabilities::find_served(&self.inner.capabilities, import) else {
+                if linkable {
+                    if let Some(claims) = claims
+                        && !claims.grants_interface(import)
+                    {
+                        return Err(LoadError::NotGranted {
+                            component: id.to_string(),
+                            interface: import.to_string(),
+                            grant: claims::strip_version(import).to_string(),
+                        });
+                    }
+                    let functions = imports::linkable_functions(engine, &item.ty).map_err(
+                        |reason| LoadError::Link {
+                            component: id.to_string(),
+                            reason: format!("it imports `{import}`, which no capability serves and which cannot be linked: {reason}"),
+                        },
+                    )?;
+                    linked.push((import.to_string(), functions));
+                    continue;
+                }
                 let served: Vec<&str> = self
                     .inner
                     .capabilities
@@ -263,7 +315,7 @@ impl Runtime {
                 return Err(LoadError::Link {
                     component: id.to_string(),
                     reason: format!(
-                        "it imports `{import}`, which this host does not provide (it serves {})",
+                        "it imports `{import}`, which this host does not provide (it serves {}; a lattice host, `trellis host`, can link it to another component)",
                         served.join(", ")
                     ),
                 });
@@ -279,9 +331,15 @@ impl Runtime {
                 });
             }
         }
-        Ok(())
+        Ok(linked)
     }
 }
+
+/// Imports to link, each with its functions.
+type LinkedFunctions = Vec<(
+    String,
+    Vec<(String, wasmtime::component::types::ComponentFunc)>,
+)>;
 
 /// Advances the engine's epoch every tick until dropped.
 struct EpochTicker {

@@ -10,6 +10,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::io::AsyncWrite;
 use wasmtime::StoreLimits;
@@ -28,6 +29,8 @@ pub struct InvocationState {
     pub(crate) component_id: Arc<str>,
     /// The component's configuration as of the start of this invocation.
     pub(crate) config: Arc<BTreeMap<String, String>>,
+    /// When this invocation runs out of time (calls it makes carry what is left).
+    pub(crate) deadline: Instant,
 }
 
 impl InvocationState {
@@ -35,6 +38,7 @@ impl InvocationState {
         component_id: Arc<str>,
         config: Arc<BTreeMap<String, String>>,
         limits: StoreLimits,
+        deadline: Instant,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestLog::new(component_id.clone(), "stdout"))
@@ -47,6 +51,7 @@ impl InvocationState {
             limits,
             component_id,
             config,
+            deadline,
         }
     }
 

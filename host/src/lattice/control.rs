@@ -28,6 +28,10 @@ pub(crate) struct Running {
     pub(crate) image_ref: String,
     pub(crate) annotations: BTreeMap<String, String>,
     pub(crate) max_instances: u32,
+    /// Names of the config maps merged into the component's configuration.
+    pub(crate) config_names: Vec<String>,
+    /// Serves lattice calls to the component while it runs.
+    pub(crate) serving: Option<super::AbortOnDrop>,
 }
 
 impl Running {
@@ -66,6 +70,11 @@ pub(crate) fn handle(
             .and_then(|rest| rest.strip_prefix('.'))
             .map(|host| host == me)
     };
+    // Answered through the queue group by one host (see `lattice_wide`).
+    let lattice_wide = ["link.", "config.", "claims."];
+    if lattice_wide.iter().any(|p| operation.starts_with(p)) {
+        return (None, Next::Continue);
+    }
     if operation == "host.ping" {
         return (
             Some(to_json(&CtlResponse::ok(core.identity.host()))),
@@ -231,11 +240,15 @@ fn update(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
         return error("invalid component.update request: `new_component_ref` is empty".into());
     }
     let id = &command.component_id;
-    let running = core
-        .components()
-        .get(id)
-        .map(|r| (r.image_ref.clone(), r.max_instances, r.annotations.clone()));
-    let Some((old_ref, max_instances, annotations)) = running else {
+    let running = core.components().get(id).map(|r| {
+        (
+            r.image_ref.clone(),
+            r.max_instances,
+            r.annotations.clone(),
+            r.config_names.clone(),
+        )
+    });
+    let Some((old_ref, max_instances, annotations, config)) = running else {
         return error(format!("component {id} not found on this host"));
     };
     if old_ref == command.new_component_ref {
@@ -259,7 +272,7 @@ fn update(core: &Arc<HostCore>, payload: &[u8]) -> Option<Vec<u8>> {
             },
             max_instances,
             host_id: core.identity.host_id.clone(),
-            config: Vec::new(),
+            config,
             allow_update: true,
         };
         if apply_scale(core.clone(), scale).await {
@@ -312,13 +325,14 @@ async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) -> boo
         &command.annotations,
     );
     if command.max_instances == 0 {
-        core.components().remove(&id);
+        core.uninstall(&id);
         tracing::info!(component = %id, "component stopped (scaled to 0)");
         core.publish_event("component_scaled", data).await;
         return true;
     }
     match load(&core, &command).await {
-        Ok(component) => {
+        Ok((component, config)) => {
+            component.set_config(config);
             if let Some(claims) = component.claims() {
                 data["public_key"] = claims.sub.clone().into();
                 data["claims"] = serde_json::json!({
@@ -329,13 +343,16 @@ async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) -> boo
                     "expires_human": claims.exp.map_or("never".into(), format_time),
                 });
             }
+            record_in_lattice(&core, &command, &component).await;
             let running = Running {
                 component,
                 image_ref: command.component_ref.clone(),
                 annotations: command.annotations.clone(),
                 max_instances: command.max_instances,
+                config_names: command.config.clone(),
+                serving: None,
             };
-            core.components().insert(id.clone(), running);
+            core.install(running);
             tracing::info!(component = %id, max_instances = command.max_instances, "component scaled");
             core.publish_event("component_scaled", data).await;
             true
@@ -349,8 +366,66 @@ async fn apply_scale(core: Arc<HostCore>, command: ScaleComponentCommand) -> boo
     }
 }
 
-/// Reads, verifies and compiles the component (off the async threads).
-async fn load(core: &HostCore, command: &ScaleComponentCommand) -> Result<Arc<Component>, String> {
+/// Writes the component's spec (`url`, grants; links kept) and claims to the lattice state,
+/// so any host can validate links from it and `claims.get` lists it. Best effort: the
+/// component runs either way.
+async fn record_in_lattice(
+    core: &HostCore,
+    command: &ScaleComponentCommand,
+    component: &Component,
+) {
+    let grants = component.claims().map(|c| c.grants().to_vec());
+    let url = command.component_ref.clone();
+    let written = core
+        .shared
+        .update_spec(&command.component_id, |spec| {
+            spec.url = url.clone();
+            spec.grants = grants.clone();
+            Ok(())
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(component = %command.component_id, error = %e, "cannot record the component in the lattice state");
+    }
+    if let Some(claims) = component.claims() {
+        // `claims.get` clients read flat string maps (tags comma-separated, absent = omitted).
+        let w = &claims.wascap;
+        let mut record = BTreeMap::from([
+            ("issuer".to_string(), claims.iss.clone()),
+            ("subject".to_string(), claims.sub.clone()),
+            (
+                "revision".to_string(),
+                w.rev.unwrap_or_default().to_string(),
+            ),
+        ]);
+        let optional = [
+            ("name", w.name.clone()),
+            ("version", w.ver.clone()),
+            ("call_alias", w.call_alias.clone()),
+            ("tags", w.tags.as_ref().map(|t| t.join(","))),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                record.insert(key.to_string(), value);
+            }
+        }
+        let record = serde_json::to_value(record).unwrap_or_default();
+        if let Err(e) = core.shared.put_claims(&claims.sub, &record).await {
+            tracing::warn!(component = %command.component_id, error = %e, "cannot record claims");
+        }
+    }
+}
+
+/// Reads, verifies and compiles the component (off the async threads), and reads its config.
+async fn load(
+    core: &Arc<HostCore>,
+    command: &ScaleComponentCommand,
+) -> Result<(Arc<Component>, BTreeMap<String, String>), String> {
+    let config = core
+        .shared
+        .load_config(&command.config)
+        .await
+        .map_err(|e| e.to_string())?;
     let path = crate::reference::resolve(&command.component_ref).map_err(|e| e.to_string())?;
     let bytes = tokio::fs::read(&path)
         .await
@@ -361,8 +436,11 @@ async fn load(core: &HostCore, command: &ScaleComponentCommand) -> Result<Arc<Co
         max_concurrent: command.max_instances as usize,
         ..ComponentLimits::default()
     };
-    tokio::task::spawn_blocking(move || runtime.load(&id, &bytes, limits))
-        .await
-        .map_err(|e| format!("the component loader failed: {e}"))?
-        .map_err(|e| e.to_string())
+    let router = core.calls();
+    let component =
+        tokio::task::spawn_blocking(move || runtime.load_linked(&id, &bytes, limits, Some(router)))
+            .await
+            .map_err(|e| format!("the component loader failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+    Ok((component, config))
 }

@@ -13,6 +13,11 @@
 //! operation, never a silent success.
 
 mod control;
+mod lattice_wide;
+mod rpc;
+mod shared;
+
+pub use rpc::call_as_client;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,30 +28,36 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use trellis_protocol::ctl::{CloudEvent, ComponentDescription, Host, HostInventory, subjects};
 
-use crate::Runtime;
+use crate::http::Router;
+use crate::{Component, Runtime};
 use trellis_protocol::keys::KeyKind;
 
 /// How to join a lattice.
 #[derive(Debug, Clone)]
 pub struct LatticeConfig {
-    pub nats_url: String,
+    /// Where NATS is and how to authenticate (credentials, TLS, connect timeout).
+    pub nats: trellis_protocol::nats::NatsConnect,
     pub lattice: String,
     /// Labels given by the operator; `hostcore.*` labels are added automatically.
     pub labels: BTreeMap<String, String>,
     pub heartbeat_interval: Duration,
-    /// How long to wait for NATS when connecting.
-    pub connect_timeout: Duration,
+    /// When set, components running here that export `wasi:http/incoming-handler` are
+    /// routed from this router by Host header = component id (until the http-server
+    /// provider and its links take over routing).
+    pub http_router: Option<Arc<Router<Arc<Component>>>>,
 }
 
 /// Why joining failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
-    #[error(
-        "cannot connect to NATS at {url}: {reason}; is nats-server (>= 2.10, with -js) running there? Start one with `nats-server -js`, or pass --nats-url"
-    )]
+    /// `reason` is the [`ConnectError`](trellis_protocol::nats::ConnectError) message: it
+    /// names the URL and what to fix (credentials, TLS CA, or a server that is not there).
+    #[error("{reason}")]
     Connect { url: String, reason: String },
     #[error("cannot subscribe to the control interface on {url}: {reason}")]
     Subscribe { url: String, reason: String },
+    #[error("cannot open the lattice state on {url}: {reason}")]
+    State { url: String, reason: String },
     #[error("label `{0}` is reserved: `hostcore.*` labels are set by the host")]
     ReservedLabel(String),
 }
@@ -54,6 +65,7 @@ pub enum JoinError {
 /// A running lattice membership.
 pub struct LatticeHandle {
     host_id: String,
+    core: Arc<HostCore>,
     stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
     task: JoinHandle<()>,
@@ -70,6 +82,36 @@ impl LatticeHandle {
     /// [`shutdown`]: LatticeHandle::shutdown
     pub async fn stopped(&mut self) {
         let _ = self.stopped.wait_for(|s| *s).await;
+    }
+
+    /// Calls an export of a component running on this host, in this process, exactly as a
+    /// lattice call to it would run here (its own linked imports go through its links). For
+    /// embedding and benchmarks; other processes use `trellis call`.
+    pub async fn call(
+        &self,
+        component_id: &str,
+        interface: &str,
+        function: &str,
+        args: Vec<wasmtime::component::Val>,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<wasmtime::component::Val>> {
+        let component = self
+            .core
+            .components()
+            .get(component_id)
+            .map(|r| r.component.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!("component `{component_id}` is not running on this host")
+            })?;
+        let export = component
+            .exported_function(interface, function)
+            .ok_or_else(|| {
+                anyhow::anyhow!("`{component_id}` does not export `{interface}.{function}`")
+            })?
+            .clone();
+        Ok(component
+            .call_export(&export, args, Instant::now() + timeout)
+            .await?)
     }
 
     /// Leaves the lattice: publishes `host_stopped`, flushes NATS and ends the task.
@@ -101,27 +143,47 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
     }
     let key = KeyKind::Server.generate();
     let host_id = key.public_key();
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("trellis-host {host_id}"))
-        .connection_timeout(config.connect_timeout)
-        .connect(config.nats_url.as_str())
-        .await
-        .map_err(|e| JoinError::Connect {
-            url: config.nats_url.clone(),
-            reason: e.to_string(),
-        })?;
+    let nats = trellis_protocol::nats::NatsConnect {
+        name: format!("{} {host_id}", config.nats.name),
+        ..config.nats.clone()
+    };
+    let client = nats.connect().await.map_err(|e| JoinError::Connect {
+        url: nats.url.clone(),
+        reason: e.to_string(),
+    })?;
     let ctl = client
         .subscribe(subjects::ctl_wildcard(&config.lattice))
         .await
         .map_err(|e| JoinError::Subscribe {
-            url: config.nats_url.clone(),
+            url: config.nats.url.clone(),
             reason: e.to_string(),
+        })?;
+    let subscribe_error = |e: async_nats::SubscribeError| JoinError::Subscribe {
+        url: config.nats.url.clone(),
+        reason: e.to_string(),
+    };
+    let mut lattice_wide = Vec::new();
+    for subject in subjects::ctl_lattice_wide(&config.lattice) {
+        let queue = subjects::ctl_queue_group(&config.lattice);
+        lattice_wide.push(
+            client
+                .queue_subscribe(subject, queue)
+                .await
+                .map_err(subscribe_error)?,
+        );
+    }
+    let shared = shared::SharedState::open(&client, &config.lattice)
+        .await
+        .map_err(|reason| JoinError::State {
+            url: config.nats.url.clone(),
+            reason,
         })?;
     let mut labels = config.labels.clone();
     labels.extend(builtin_labels());
     let identity = Identity {
         friendly_name: friendly_name(&host_id),
         host_id: host_id.clone(),
+        key,
         lattice: config.lattice.clone(),
         labels: Mutex::new(labels),
         started: Instant::now(),
@@ -131,19 +193,24 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
         runtime,
         components: Mutex::new(BTreeMap::new()),
         client,
+        shared,
+        http_router: config.http_router.clone(),
     });
+    shared::SharedState::watch(&core);
     let (stop, stop_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(false);
     let task = tokio::spawn(run(
-        core,
+        core.clone(),
         ctl,
+        futures::stream::select_all(lattice_wide),
         config.heartbeat_interval,
         stop_rx,
         stopped_tx,
     ));
-    tracing::info!(host_id = %host_id, lattice = %config.lattice, url = %config.nats_url, "joined the lattice");
+    tracing::info!(host_id = %host_id, lattice = %config.lattice, url = %config.nats.url, "joined the lattice");
     Ok(LatticeHandle {
         host_id,
+        core: core.clone(),
         stop,
         stopped,
         task,
@@ -157,6 +224,9 @@ pub(crate) struct HostCore {
     /// Running components by id; use [`HostCore::components`].
     components: Mutex<BTreeMap<String, control::Running>>,
     pub(crate) client: async_nats::Client,
+    /// Links, named config and claims, mirrored from JetStream KV.
+    pub(crate) shared: shared::SharedState,
+    http_router: Option<Arc<Router<Arc<Component>>>>,
 }
 
 impl HostCore {
@@ -166,6 +236,45 @@ impl HostCore {
         &self,
     ) -> std::sync::MutexGuard<'_, BTreeMap<String, control::Running>> {
         self.components.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The router of this host's linked imports (calls to other components).
+    pub(crate) fn calls(self: &Arc<Self>) -> Arc<dyn crate::imports::LinkedImports> {
+        Arc::new(rpc::LatticeCalls {
+            core: Arc::downgrade(self),
+        })
+    }
+
+    /// Makes a loaded component reachable: serves lattice calls to it and routes HTTP to it;
+    /// replaces (and stops serving) the previous version, if any.
+    pub(crate) fn install(self: &Arc<Self>, mut running: control::Running) {
+        let id = running.component.id().to_string();
+        running.serving = Some(AbortOnDrop(rpc::serve(self, running.component.clone())));
+        if let Some(router) = &self.http_router
+            && running.component.http().is_some()
+        {
+            router.insert(Some(&id), "/", running.component.clone());
+        }
+        self.components().insert(id, running);
+    }
+
+    /// Stops a component: no more calls or HTTP requests reach it.
+    pub(crate) fn uninstall(&self, id: &str) {
+        if let Some(router) = &self.http_router {
+            router.remove(Some(id), "/");
+        }
+        self.components().remove(id);
+    }
+
+    /// Re-applies config to the running components that use the named config.
+    pub(crate) fn config_changed(&self, name: &str) {
+        for running in self.components().values() {
+            if running.config_names.iter().any(|n| n == name) {
+                let values = self.shared.merged_config(&running.config_names);
+                running.component.set_config(values);
+                tracing::info!(component = %running.component.id(), config = name, "configuration updated");
+            }
+        }
     }
 
     pub(crate) fn inventory(&self) -> HostInventory {
@@ -189,6 +298,8 @@ impl HostCore {
 /// What a host says about itself.
 pub(crate) struct Identity {
     host_id: String,
+    /// The host's server key: signs the calls its components make.
+    key: nkeys::KeyPair,
     friendly_name: String,
     lattice: String,
     /// Changed at run time by `label.put` / `label.del`.
@@ -260,6 +371,7 @@ impl Identity {
 async fn run(
     core: Arc<HostCore>,
     mut ctl: async_nats::Subscriber,
+    mut lattice_wide: futures::stream::SelectAll<async_nats::Subscriber>,
     heartbeat_interval: Duration,
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
@@ -281,6 +393,20 @@ async fn run(
             _ = heartbeat.tick() => {
                 let inventory = serde_json::to_value(core.inventory()).unwrap_or_default();
                 core.publish_event("host_heartbeat", inventory).await;
+            }
+            message = lattice_wide.next() => {
+                let Some(message) = message else { break };
+                let core = core.clone();
+                let prefix = prefix.clone();
+                tokio::spawn(async move {
+                    let operation = message.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
+                    let reply = lattice_wide::handle(&core, operation, &message.payload).await;
+                    if let Some(inbox) = message.reply
+                        && let Err(e) = core.client.publish(inbox, reply.into()).await
+                    {
+                        tracing::warn!(operation, error = %e, "cannot send a control reply");
+                    }
+                });
             }
             message = ctl.next() => {
                 let Some(message) = message else { break };
@@ -308,6 +434,15 @@ async fn run(
         tracing::warn!(error = %e, "cannot flush NATS while leaving");
     }
     let _ = stopped.send(true);
+}
+
+/// Aborts a task when dropped (the lattice-call server of a running component).
+pub(crate) struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn friendly_name(host_id: &str) -> String {
