@@ -7,8 +7,15 @@
 //! - [`Signer`]: an account key that signs test components with chosen grants and times.
 //! - [`tamper`]: flips one byte inside the code of a wasm file.
 //! - [`nats::NatsServer`]: a private `nats-server -js` per test, on a free port.
+//! - [`redis::RedisServer`]: a private `redis-server` per test, on a free port.
+//! - [`keyvalue`], [`sql`]: one conformance test body per capability, run against every
+//!   provider of it (in-process and out-of-process).
+//! - [`sql`] also makes a throw-away database per test on the MariaDB / PostgreSQL servers.
 
+pub mod keyvalue;
 pub mod nats;
+pub mod redis;
+pub mod sql;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
