@@ -50,8 +50,12 @@ pub trait KeyValue: Send + Sync + 'static {
     async fn open(&self, cx: &CallContext, bucket: &str) -> Result<(), KvError>;
 
     /// `bucket.get`: the value, or `None` when the key is absent.
-    async fn get(&self, cx: &CallContext, bucket: &str, key: &str)
-    -> Result<Option<Vec<u8>>, KvError>;
+    async fn get(
+        &self,
+        cx: &CallContext,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, KvError>;
 
     /// `bucket.set`: creates or replaces.
     async fn set(

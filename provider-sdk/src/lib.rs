@@ -29,6 +29,7 @@ pub mod keyvalue;
 pub mod link;
 pub mod provider;
 pub mod sql;
+pub mod wire;
 
 pub use link::{CallContext, LinkConfig, LinkTable};
 pub use provider::{Capabilities, HealthStatus, InitContext, Provider, ProviderError};

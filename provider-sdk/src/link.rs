@@ -155,7 +155,9 @@ mod tests {
         };
         assert!(table.insert(link.target_key(), 7).is_none());
         assert_eq!(
-            table.get(&CallContext::new("counter", "default")).as_deref(),
+            table
+                .get(&CallContext::new("counter", "default"))
+                .as_deref(),
             Some(&7)
         );
         assert!(table.get(&CallContext::new("counter", "other")).is_none());
