@@ -27,6 +27,7 @@
 
 pub mod keyvalue;
 pub mod link;
+pub mod process;
 pub mod provider;
 pub mod sql;
 pub mod wire;

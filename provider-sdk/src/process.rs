@@ -1,0 +1,299 @@
+//! Running a provider as its own process on the lattice.
+//!
+//! A provider binary's `main` is one call: `trellis_provider_sdk::process::run(provider)`.
+//! The host that starts it (`provider.start`) writes one line of JSON, [`HostData`], to its
+//! stdin and keeps the pipe open. The process then:
+//!
+//! 1. connects to NATS with the host's connection settings (URL, credentials, TLS);
+//! 2. calls [`Provider::init`], then puts every link in `HostData::links`;
+//! 3. serves `wasmbus.rpc.{lattice}.{provider_id}.>` in the queue group
+//!    `{lattice}.{provider_id}`: capability calls (see [`crate::wire`]) from any host, signed
+//!    by that host's key; lifecycle messages (link put/delete, health, shutdown) only from
+//!    the host that started it;
+//! 4. stops — [`Provider::shutdown`], drain NATS, exit — on a `shutdown` message, SIGTERM,
+//!    Ctrl-C, or when its stdin closes. The last one means the host is gone (even killed with
+//!    SIGKILL), so a provider never outlives its host as an orphan.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt as _;
+use trellis_protocol::nats::NatsConnect;
+use trellis_protocol::rpc::{self, CallError, CallErrorKind, CallReply, CallRequest};
+
+use crate::link::{CallContext, LinkConfig};
+use crate::provider::{Capabilities, InitContext, Provider, ProviderError};
+use crate::wire;
+
+/// What the host tells a provider process on stdin (one JSON line).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostData {
+    pub lattice: String,
+    /// The starting host's public key (`N…`); only it may send lifecycle messages.
+    pub host_id: String,
+    pub provider_id: String,
+    pub nats_url: String,
+    #[serde(default)]
+    pub nats_creds_file: Option<PathBuf>,
+    #[serde(default)]
+    pub nats_nkey_seed: Option<String>,
+    #[serde(default)]
+    pub nats_tls_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub nats_tls_client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub nats_tls_client_key: Option<PathBuf>,
+    /// The provider's named configs, merged.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Every link that names this provider as source or target, configs resolved.
+    #[serde(default)]
+    pub links: Vec<LinkConfig>,
+}
+
+impl HostData {
+    fn nats(&self) -> NatsConnect {
+        let mut connect =
+            NatsConnect::new(&self.nats_url, format!("provider {}", self.provider_id));
+        connect.creds_file = self.nats_creds_file.clone();
+        connect.nkey_seed = self.nats_nkey_seed.clone();
+        connect.tls_ca_file = self.nats_tls_ca_file.clone();
+        connect.tls_client_cert = self.nats_tls_client_cert.clone();
+        connect.tls_client_key = self.nats_tls_client_key.clone();
+        connect
+    }
+}
+
+/// Reads [`HostData`], serves the lattice until told to stop, then shuts the provider down.
+pub async fn run<P: Provider>(provider: Arc<P>) -> Result<(), ProviderError> {
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .await
+        .map_err(|e| ProviderError::new(format!("cannot read host data from stdin: {e}")))?;
+    let host: HostData = serde_json::from_str(line.trim()).map_err(|e| {
+        ProviderError::new(format!(
+            "stdin must start with one line of host data (JSON) from the Trellis host that \
+             starts this provider (`provider.start`); got {} bytes that do not parse: {e}",
+            line.len()
+        ))
+    })?;
+    // The host keeps stdin open for as long as it lives.
+    let host_gone = async move {
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stdin, &mut rest).await;
+    };
+    serve(provider, host, host_gone).await
+}
+
+/// Serves the lattice for `provider` until `stop` completes or a stop signal arrives.
+pub async fn serve<P: Provider>(
+    provider: Arc<P>,
+    host: HostData,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ProviderError> {
+    let client = host
+        .nats()
+        .connect()
+        .await
+        .map_err(|e| ProviderError::new(e.to_string()))?;
+    provider
+        .init(&InitContext {
+            provider_id: host.provider_id.clone(),
+            lattice: host.lattice.clone(),
+            host_id: host.host_id.clone(),
+            config: host.config.clone(),
+        })
+        .await?;
+    for link in &host.links {
+        if let Err(e) = put_link(&*provider, &host.provider_id, link).await {
+            tracing::warn!(source = %link.source_id, target = %link.target, error = %e, "link refused");
+        }
+    }
+    let subject = rpc::target_wildcard(&host.lattice, &host.provider_id);
+    let group = rpc::queue_group(&host.lattice, &host.provider_id);
+    let mut calls = client
+        .queue_subscribe(subject, group)
+        .await
+        .map_err(|e| ProviderError::new(format!("cannot subscribe to calls: {e}")))?;
+    tracing::info!(provider = %host.provider_id, lattice = %host.lattice, "provider serving");
+    let capabilities = provider.clone().capabilities();
+    let host = Arc::new(host);
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = shutdown_rx.changed() => break,
+            () = terminated() => break,
+            message = calls.next() => {
+                let Some(message) = message else { break };
+                let provider = provider.clone();
+                let capabilities = capabilities.clone();
+                let client = client.clone();
+                let host = host.clone();
+                let shutdown = shutdown_tx.clone();
+                tokio::spawn(async move {
+                    let (reply, stop) = answer(&*provider, &capabilities, &host, &message.payload).await;
+                    if let Some(inbox) = message.reply {
+                        let _ = client.publish(inbox, rpc::encode_reply(&reply).into()).await;
+                        let _ = client.flush().await;
+                    }
+                    if stop {
+                        let _ = shutdown.send(true);
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!(provider = %host.provider_id, "provider stopping");
+    let _ = calls.unsubscribe().await;
+    let result = provider.shutdown().await;
+    let _ = client.flush().await;
+    result
+}
+
+#[cfg(unix)]
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminated() {
+    std::future::pending().await
+}
+
+async fn put_link(
+    provider: &dyn Provider,
+    provider_id: &str,
+    link: &LinkConfig,
+) -> Result<(), ProviderError> {
+    if link.target == provider_id {
+        provider.receive_link_config_as_target(link).await?;
+    }
+    if link.source_id == provider_id {
+        provider.receive_link_config_as_source(link).await?;
+    }
+    Ok(())
+}
+
+async fn delete_link(
+    provider: &dyn Provider,
+    provider_id: &str,
+    link: &LinkConfig,
+) -> Result<(), ProviderError> {
+    if link.target == provider_id {
+        provider.delete_link_as_target(link).await?;
+    }
+    if link.source_id == provider_id {
+        provider.delete_link_as_source(link).await?;
+    }
+    Ok(())
+}
+
+fn refused(kind: CallErrorKind, message: impl Into<String>) -> CallReply {
+    CallReply::Err(CallError {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// The reply to one frame, and whether the provider should stop.
+async fn answer(
+    provider: &dyn Provider,
+    capabilities: &Capabilities,
+    host: &HostData,
+    frame: &[u8],
+) -> (CallReply, bool) {
+    let request: CallRequest = match rpc::open(frame) {
+        Ok(request) => request,
+        Err(e) => return (refused(CallErrorKind::BadRequest, e.to_string()), false),
+    };
+    let timeout = Duration::from_millis(request.timeout_ms.max(1));
+    if request.interface == wire::LIFECYCLE {
+        if request.caller.key != host.host_id {
+            let message = format!(
+                "lifecycle messages are accepted only from host {}, not {}",
+                host.host_id, request.caller.key
+            );
+            return (refused(CallErrorKind::Forbidden, message), false);
+        }
+        return lifecycle(provider, host, request).await;
+    }
+    let Some(component) = request.caller.component_id.clone() else {
+        let message = "capability calls must come from a component through a link";
+        return (refused(CallErrorKind::Forbidden, message), false);
+    };
+    let cx = CallContext::new(component, request.caller.link_name.clone());
+    let call = wire::dispatch(
+        capabilities,
+        &cx,
+        &request.interface,
+        &request.function,
+        request.args,
+    );
+    let reply = match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(values)) => CallReply::Ok(values),
+        Ok(Err(e)) => CallReply::Err(e),
+        Err(_) => refused(
+            CallErrorKind::Timeout,
+            format!(
+                "provider {} did not finish `{}.{}` within {timeout:?}",
+                host.provider_id, request.interface, request.function
+            ),
+        ),
+    };
+    (reply, false)
+}
+
+async fn lifecycle(
+    provider: &dyn Provider,
+    host: &HostData,
+    request: CallRequest,
+) -> (CallReply, bool) {
+    let link = || -> Result<LinkConfig, CallReply> {
+        let value = request.args.first().cloned().unwrap_or(rmpv::Value::Nil);
+        rmpv::ext::from_value(value)
+            .map_err(|e| refused(CallErrorKind::BadRequest, format!("malformed link: {e}")))
+    };
+    let done = |result: Result<(), ProviderError>| CallReply::Ok(vec![wire::arg(&result)]);
+    match request.function.as_str() {
+        wire::LINK_PUT => match link() {
+            Ok(link) => (
+                done(put_link(provider, &host.provider_id, &link).await),
+                false,
+            ),
+            Err(reply) => (reply, false),
+        },
+        wire::LINK_DEL => match link() {
+            Ok(link) => (
+                done(delete_link(provider, &host.provider_id, &link).await),
+                false,
+            ),
+            Err(reply) => (reply, false),
+        },
+        wire::HEALTH => (
+            CallReply::Ok(vec![wire::arg(&provider.health().await)]),
+            false,
+        ),
+        wire::SHUTDOWN => (done(Ok(())), true),
+        other => (
+            refused(
+                CallErrorKind::NoSuchFunction,
+                format!("unknown lifecycle message `{other}`"),
+            ),
+            false,
+        ),
+    }
+}
