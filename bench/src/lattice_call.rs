@@ -167,6 +167,7 @@ async fn join(url: &str, issuer: &str, zone: &str) -> anyhow::Result<LatticeHand
         labels: [("zone".to_string(), zone.to_string())].into(),
         heartbeat_interval: Duration::from_secs(2),
         http_router: None,
+        builtin_providers: Default::default(),
     };
     Ok(lattice::join(runtime, lattice_config).await?)
 }

@@ -44,6 +44,7 @@ pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         labels,
         heartbeat_interval: args.heartbeat_interval,
         http_router: args.http.map(|_| Arc::new(Router::new())),
+        builtin_providers: crate::builtin::providers(),
     };
     let runtime_config = args.trust.runtime_config()?;
     let tokio = tokio::runtime::Builder::new_multi_thread()

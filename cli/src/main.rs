@@ -1,11 +1,13 @@
 //! `trellis`: the one binary people use. See DESIGN.md §5 for the contract of names and flags.
 
+mod builtin;
 mod claims_cmd;
 mod host_cmd;
 mod keys_cmd;
 mod lattice_cmd;
 mod nats_args;
 mod output;
+mod provider_cmd;
 mod run_cmd;
 mod signals;
 mod state_cmd;
@@ -90,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: state_cmd::ConfigCommand,
     },
+    /// Start or stop capability providers on a host.
+    Provider {
+        #[command(subcommand)]
+        command: provider_cmd::ProviderCommand,
+    },
     /// Call a component's exported function across the lattice.
     Call(state_cmd::CallArgs),
     /// Query the lattice.
@@ -113,6 +120,7 @@ fn main() -> ExitCode {
         Command::Link { command } => state_cmd::link(command, &cli.global),
         Command::Config { command } => state_cmd::config(command, &cli.global),
         Command::Call(args) => state_cmd::call(args, &cli.global),
+        Command::Provider { command } => provider_cmd::provider(command, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -622,15 +622,11 @@ async fn every_control_subject_answers_hostile_bodies_and_the_host_survives() {
     assert_eq!(inventory["success"], true, "{inventory}");
 }
 
-/// Found by this fuzzing, for the lattice code to fix (then drop the `ignore`):
-/// - a `label.put` whose value nearly fills `max_payload` is accepted, after which every
-///   `host.ping` / `host.get` reply (and heartbeat) is larger than `max_payload`, so the host
-///   stops answering them until the label is removed;
-/// - likewise a `config.put` near 1 MiB is stored, and `config.get` of it gets no reply;
-/// - `host.stop` with a non-empty body that is not JSON stops the host (`success: true`),
-///   where a garbled request should be refused like any other.
+/// Found by the fuzzing above, now fixed: state that would make replies larger than
+/// `max_payload` (a near-1 MiB label or config) is refused with a message, so `host.ping`,
+/// `host.get` and `config.get` keep answering; and a garbled `host.stop` body is refused
+/// instead of stopping the host.
 #[tokio::test]
-#[ignore = "known findings: oversized labels/config and garbled host.stop (see doc comment)"]
 async fn near_max_payload_state_and_garbled_stop() {
     let nats = NatsServer::start().unwrap();
     let _host = Host(
@@ -648,24 +644,29 @@ async fn near_max_payload_state_and_garbled_stop() {
     let label = serde_json::to_vec(&json!({"key": "k", "value": big})).unwrap();
     let reply = client
         .request(ctl(format!("label.put.{id}")), label.into())
-        .await;
-    let _ = reply.unwrap();
+        .await
+        .unwrap();
+    let (success, message) = envelope(&reply.payload).unwrap();
+    assert!(!success && message.contains("too long"), "{message}");
     ping(&client).await;
     let config = serde_json::to_vec(&json!({"k": big})).unwrap();
     let stored = client
         .request(ctl("config.put.big".into()), config.into())
         .await
         .unwrap();
-    if envelope(&stored.payload).unwrap().0 {
-        let got = client.request(ctl("config.get.big".into()), "".into());
-        let got = tokio::time::timeout(Duration::from_secs(5), got).await;
-        assert!(
-            matches!(got, Ok(Ok(_))),
-            "config.get of a stored config got no reply"
-        );
+    let (success, message) = envelope(&stored.payload).unwrap();
+    assert!(!success && message.contains("limit"), "{message}");
+    let got = client.request(ctl("config.get.big".into()), "".into());
+    let got = tokio::time::timeout(Duration::from_secs(5), got).await;
+    assert!(matches!(got, Ok(Ok(_))), "config.get got no reply");
+    for garbled in ["\u{ff}garbage", "[1, 2]", "{\"host_id\": 7}"] {
+        let reply = client
+            .request(ctl(format!("host.stop.{id}")), garbled.into())
+            .await
+            .unwrap();
+        let (success, message) = envelope(&reply.payload).unwrap();
+        assert!(!success, "a garbled host.stop ({garbled}) stopped the host");
+        assert!(message.contains("invalid host.stop request"), "{message}");
     }
-    let garbled = client.request(ctl(format!("host.stop.{id}")), "\u{ff}garbage".into());
-    let (success, _) = envelope(&garbled.await.unwrap().payload).unwrap();
-    assert!(!success, "a garbled host.stop stopped the host");
     ping(&client).await;
 }

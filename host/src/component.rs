@@ -12,6 +12,7 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::InvocationState;
+use crate::capabilities::provided::ProviderRouter;
 
 /// Per-component resource limits.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,7 @@ pub struct Component {
     permits: Arc<Semaphore>,
     config: RwLock<Arc<BTreeMap<String, String>>>,
     from_cache: bool,
+    providers: Option<Arc<dyn ProviderRouter>>,
 }
 
 impl std::fmt::Debug for Component {
@@ -77,8 +79,10 @@ impl Component {
         pre: InstancePre<InvocationState>,
         limits: ComponentLimits,
         from_cache: bool,
+        providers: Option<Arc<dyn ProviderRouter>>,
     ) -> Self {
         Self {
+            providers,
             id: Arc::from(id),
             verified,
             exports: exported_functions(&engine, &pre),
@@ -161,7 +165,13 @@ impl Component {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let state = InvocationState::new(self.id.clone(), config, limits, deadline);
+        let state = InvocationState::new(
+            self.id.clone(),
+            config,
+            limits,
+            deadline,
+            self.providers.clone(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         // Every epoch tick the guest yields to other tasks; past the deadline it is interrupted.

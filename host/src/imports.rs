@@ -33,6 +33,17 @@ pub struct ImportCall {
     pub result_types: Vec<Type>,
     /// When the caller's own invocation runs out of time.
     pub deadline: Instant,
+    /// The link to follow (`default` unless the caller set another name with
+    /// `wasmcloud:bus/lattice.set-link-name`).
+    pub link_name: String,
+}
+
+/// How a component loaded on a lattice host reaches what it is linked to: other components
+/// (imports no capability serves) and providers (`wasi:keyvalue`, `wasi:sql`).
+#[derive(Clone)]
+pub struct LatticeLinks {
+    pub imports: Arc<dyn LinkedImports>,
+    pub providers: Arc<dyn crate::capabilities::provided::ProviderRouter>,
 }
 
 /// Routes calls made through linked imports (implemented by the lattice).
@@ -105,6 +116,7 @@ pub(crate) fn define(
                 args: params.to_vec(),
                 result_types: ty.results().collect(),
                 deadline: state.deadline,
+                link_name: state.link_name(&interface),
             };
             let pending = router.call(call);
             Box::new(async move {

@@ -13,7 +13,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::cache::{ArtifactCache, CacheOutcome};
 use crate::capabilities::{self, Capability};
 use crate::component::{Component, ComponentLimits};
-use crate::imports::{self, LinkedImports};
+use crate::imports::{self, LatticeLinks};
 use crate::{InvocationState, LoadError};
 
 /// Host-wide engine settings.
@@ -178,14 +178,15 @@ impl Runtime {
         self.load_linked(id, bytes, limits, None)
     }
 
-    /// Like [`Runtime::load`], and imports that no capability serves are routed through
-    /// `router` (see [`crate::imports`]); without a router they are refused.
+    /// Like [`Runtime::load`], on a lattice: imports that no capability serves are routed to
+    /// linked components and provider capabilities to linked providers (see
+    /// [`crate::imports`]); without a lattice, the former are refused.
     pub fn load_linked(
         &self,
         id: &str,
         bytes: &[u8],
         limits: ComponentLimits,
-        router: Option<Arc<dyn LinkedImports>>,
+        lattice: Option<LatticeLinks>,
     ) -> Result<Arc<Component>, LoadError> {
         let _span = tracing::info_span!("host.load_component", component = id).entered();
         let inner = &self.inner;
@@ -239,18 +240,18 @@ impl Runtime {
         }
 
         let linked =
-            self.check_imports(id, &component, verified.claims.as_ref(), router.is_some())?;
+            self.check_imports(id, &component, verified.claims.as_ref(), lattice.is_some())?;
         let mut own_linker;
-        let linker = match &router {
-            Some(router) if !linked.is_empty() => {
+        let linker = match &lattice {
+            Some(lattice) if !linked.is_empty() => {
                 own_linker = inner.linker.clone();
                 for (import, functions) in &linked {
-                    imports::define(&mut own_linker, import, functions, router).map_err(|e| {
-                        LoadError::Link {
+                    imports::define(&mut own_linker, import, functions, &lattice.imports).map_err(
+                        |e| LoadError::Link {
                             component: id.to_string(),
                             reason: format!("cannot link `{import}`: {e:#}"),
-                        }
-                    })?;
+                        },
+                    )?;
                 }
                 &own_linker
             }
@@ -269,6 +270,7 @@ impl Runtime {
             pre,
             limits,
             outcome == CacheOutcome::Hit,
+            lattice.map(|l| l.providers),
         )))
     }
 

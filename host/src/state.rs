@@ -13,6 +13,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::AsyncWrite;
+
+use crate::capabilities::provided::ProviderRouter;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -23,7 +25,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub struct InvocationState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     /// The component's id, for logs.
     pub(crate) component_id: Arc<str>,
@@ -31,6 +33,10 @@ pub struct InvocationState {
     pub(crate) config: Arc<BTreeMap<String, String>>,
     /// When this invocation runs out of time (calls it makes carry what is left).
     pub(crate) deadline: Instant,
+    /// Routes `wasi:keyvalue` / `wasi:sql` calls to providers (none without a lattice).
+    pub(crate) providers: Option<Arc<dyn ProviderRouter>>,
+    /// Link names picked with `wasmcloud:bus/lattice.set-link-name`, by `ns:pkg/iface`.
+    pub(crate) link_names: BTreeMap<String, String>,
 }
 
 impl InvocationState {
@@ -39,6 +45,7 @@ impl InvocationState {
         config: Arc<BTreeMap<String, String>>,
         limits: StoreLimits,
         deadline: Instant,
+        providers: Option<Arc<dyn ProviderRouter>>,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestLog::new(component_id.clone(), "stdout"))
@@ -52,12 +59,38 @@ impl InvocationState {
             component_id,
             config,
             deadline,
+            providers,
+            link_names: BTreeMap::new(),
         }
     }
 
     /// The id of the component this invocation belongs to.
     pub fn component_id(&self) -> &str {
         &self.component_id
+    }
+
+    /// The link name in force for `interface` (`ns:pkg/iface`).
+    pub(crate) fn link_name(&self, interface: &str) -> String {
+        self.link_names
+            .get(interface)
+            .cloned()
+            .unwrap_or_else(|| trellis_protocol::ctl::DEFAULT_LINK_NAME.to_string())
+    }
+
+    /// What provider calls of this invocation need, borrowed beside the resource table.
+    pub(crate) fn routing(
+        &mut self,
+    ) -> (
+        &mut ResourceTable,
+        crate::capabilities::provided::Routing<'_>,
+    ) {
+        let routing = crate::capabilities::provided::Routing {
+            component: &self.component_id,
+            router: self.providers.as_ref(),
+            link_names: &self.link_names,
+            deadline: self.deadline,
+        };
+        (&mut self.table, routing)
     }
 }
 

@@ -27,6 +27,17 @@ impl HostProcess {
 
     /// With extra arguments for `trellis host` (e.g. `--http ADDR`).
     pub fn start_with(nats: &str, labels: &[&str], issuer: Option<&str>, extra: &[&str]) -> Self {
+        Self::start_logging(nats, labels, issuer, extra, Stdio::null())
+    }
+
+    /// Like [`HostProcess::start_with`], with the host's log (stderr) going to `log`.
+    pub fn start_logging(
+        nats: &str,
+        labels: &[&str],
+        issuer: Option<&str>,
+        extra: &[&str],
+        log: impl Into<Stdio>,
+    ) -> Self {
         let mut cmd = trellis(nats);
         cmd.args(["host", "--heartbeat-interval", "500ms"]);
         cmd.args(extra);
@@ -36,12 +47,7 @@ impl HostProcess {
         for label in labels {
             cmd.args(["--label", label]);
         }
-        Self(
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
+        Self(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
 
     /// Waits for the process to exit by itself.

@@ -12,9 +12,16 @@
 //! | [`wasi::WasiHttp`] | `wasi:http/types` / `wasi:http/outgoing-handler` | no / yes |
 //! | [`config::WasiConfig`] | `wasi:config/store` | yes |
 //! | [`logging::WasiLogging`] | `wasi:logging/logging` | yes |
+//! | [`keyvalue::WasiKeyValue`] | `wasi:keyvalue/store`, `atomics`, `batch` (by a linked provider, see [`provided`]) | yes |
+//! | [`bus::WasmcloudBus`] | `wasmcloud:bus/lattice` `@1.0.0`/`@2.0.0` (`set-link-name`) | no |
+//! | [`sql::WasiSql`] | `wasi:sql/types`, `readwrite` (by a linked provider) | yes |
 
+pub mod bus;
 pub mod config;
+pub mod keyvalue;
 pub mod logging;
+pub mod provided;
+pub mod sql;
 pub mod wasi;
 
 use trellis_protocol::claims::grant_covers;
@@ -59,6 +66,9 @@ pub(crate) fn defaults() -> Vec<Box<dyn Capability>> {
         Box::new(wasi::WasiHttp),
         Box::new(config::WasiConfig),
         Box::new(logging::WasiLogging),
+        Box::new(keyvalue::WasiKeyValue),
+        Box::new(sql::WasiSql),
+        Box::new(bus::WasmcloudBus),
     ]
 }
 

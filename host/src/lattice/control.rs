@@ -91,11 +91,12 @@ pub(crate) fn handle(
         if !mine {
             return (None, Next::Continue);
         }
-        // The body is optional; when it names a host, it must be this one.
-        let named = serde_json::from_slice::<serde_json::Value>(payload)
-            .ok()
-            .and_then(|body| body.get("host_id")?.as_str().map(str::to_string))
-            .filter(|id| !id.is_empty());
+        // The body is optional; when present it must be a StopHostCommand, and when it names
+        // a host, it must be this one. Anything else is refused: stopping is not undoable.
+        let named = match stop_target(payload) {
+            Ok(named) => named,
+            Err(message) => return (error(message), Next::Continue),
+        };
         if let Some(named) = named.filter(|id| id != me) {
             return (
                 error(format!(
@@ -118,6 +119,17 @@ pub(crate) fn handle(
             return (None, Next::Continue);
         }
         return (scale(core, payload), Next::Continue);
+    }
+    for (op, apply) in [
+        (
+            "provider.start",
+            super::providers::start as fn(&Arc<HostCore>, &[u8]) -> Vec<u8>,
+        ),
+        ("provider.stop", super::providers::stop),
+    ] {
+        if let Some(mine) = for_host(op) {
+            return (mine.then(|| apply(core, payload)), Next::Continue);
+        }
     }
     for (op, apply) in [
         ("label.put", put_label as fn(&Arc<HostCore>, &[u8]) -> Reply),
@@ -153,6 +165,35 @@ pub(crate) fn handle(
     )
 }
 
+/// The host named by a `host.stop` body (`None`: no body, or no `host_id`).
+fn stop_target(payload: &[u8]) -> Result<Option<String>, String> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let usage = "expected no body or {\"host_id\": \"N…\", \"timeout\": MILLISECONDS}";
+    let body: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("invalid host.stop request ({usage}): {e}"))?;
+    let Some(body) = body.as_object() else {
+        return Err(format!(
+            "invalid host.stop request ({usage}): not a JSON object"
+        ));
+    };
+    match body.get("host_id") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(id)) if id.is_empty() => Ok(None),
+        Some(serde_json::Value::String(id)) => Ok(Some(id.clone())),
+        Some(other) => Err(format!(
+            "invalid host.stop request ({usage}): `host_id` must be a string, got {other}"
+        )),
+    }
+}
+
+/// Limits on dynamic labels, so that host replies and heartbeats that carry them stay far
+/// below NATS' max_payload (Kubernetes keeps label keys to 253 and values to 63 characters).
+const MAX_LABEL_KEY_BYTES: usize = 253;
+const MAX_LABEL_VALUE_BYTES: usize = 1024;
+const MAX_LABELS: usize = 64;
+
 /// A reply, and the new label map when the labels changed.
 type Reply = (Vec<u8>, Option<BTreeMap<String, String>>);
 
@@ -186,10 +227,29 @@ fn put_label(core: &Arc<HostCore>, payload: &[u8]) -> Reply {
             "label `{key}` is reserved: hostcore.* labels cannot be set dynamically"
         ));
     }
+    if key.len() > MAX_LABEL_KEY_BYTES || label.value.len() > MAX_LABEL_VALUE_BYTES {
+        return refuse(format!(
+            "label `{}` is too long: keys may have at most {MAX_LABEL_KEY_BYTES} bytes and \
+             values {MAX_LABEL_VALUE_BYTES} bytes (this key has {}, this value {})",
+            key.chars().take(40).collect::<String>(),
+            key.len(),
+            label.value.len()
+        ));
+    }
+    let mut too_many = false;
     let labels = core.identity.update_labels(|labels| {
+        if !labels.contains_key(&key) && labels.len() >= MAX_LABELS {
+            too_many = true;
+            return false;
+        }
         labels.insert(key, label.value);
         true
     });
+    if too_many {
+        return refuse(format!(
+            "this host already has {MAX_LABELS} labels, the most it keeps: delete one first"
+        ));
+    }
     (
         to_json(&CtlResponse::success("successfully put label")),
         labels,

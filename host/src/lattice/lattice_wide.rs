@@ -253,6 +253,10 @@ async fn delete_link(core: &Arc<HostCore>, payload: &[u8]) -> Vec<u8> {
     })
 }
 
+/// The most a named config may hold (keys plus values): it is replicated to every host and
+/// read back whole by `config.get`, which must fit one NATS message.
+const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
 fn valid_config_name(name: &str) -> bool {
     name.chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '=' | '.'))
@@ -274,6 +278,13 @@ async fn put_config(core: &Arc<HostCore>, name: &str, payload: &[u8]) -> Vec<u8>
             ));
         }
     };
+    let size: usize = values.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_CONFIG_BYTES {
+        return refuse(format!(
+            "config `{name}` holds {size} bytes of keys and values, more than the limit of \
+             {MAX_CONFIG_BYTES}: keep large data (certificates, files) outside config"
+        ));
+    }
     if let Err(e) = core.shared.put_config(name, &values).await {
         return refuse(e.to_string());
     }

@@ -14,9 +14,11 @@
 
 mod control;
 mod lattice_wide;
+mod providers;
 mod rpc;
 mod shared;
 
+pub use providers::{BuiltinProviders, ProviderFactory, builtin_name};
 pub use rpc::call_as_client;
 
 use std::collections::BTreeMap;
@@ -26,7 +28,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use trellis_protocol::ctl::{CloudEvent, ComponentDescription, Host, HostInventory, subjects};
+use trellis_protocol::ctl::{
+    CloudEvent, ComponentDescription, CtlResponse, Host, HostInventory, ProviderDescription,
+    subjects,
+};
 
 use crate::http::Router;
 use crate::{Component, Runtime};
@@ -45,6 +50,8 @@ pub struct LatticeConfig {
     /// routed from this router by Host header = component id (until the http-server
     /// provider and its links take over routing).
     pub http_router: Option<Arc<Router<Arc<Component>>>>,
+    /// First-party providers that `provider.start` can run in-process (`builtin://NAME`).
+    pub builtin_providers: BuiltinProviders,
 }
 
 /// Why joining failed.
@@ -172,7 +179,7 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
                 .map_err(subscribe_error)?,
         );
     }
-    let shared = shared::SharedState::open(&client, &config.lattice)
+    let (shared, link_changes) = shared::SharedState::open(&client, &config.lattice)
         .await
         .map_err(|reason| JoinError::State {
             url: config.nats.url.clone(),
@@ -195,8 +202,11 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
         client,
         shared,
         http_router: config.http_router.clone(),
+        providers: Mutex::new(BTreeMap::new()),
+        builtin_providers: config.builtin_providers.clone(),
     });
     shared::SharedState::watch(&core);
+    providers::follow_link_changes(&core, link_changes);
     let (stop, stop_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(false);
     let task = tokio::spawn(run(
@@ -227,9 +237,19 @@ pub(crate) struct HostCore {
     /// Links, named config and claims, mirrored from JetStream KV.
     pub(crate) shared: shared::SharedState,
     http_router: Option<Arc<Router<Arc<Component>>>>,
+    /// Providers running in-process, by id; use [`HostCore::providers`].
+    providers: Mutex<BTreeMap<String, providers::RunningProvider>>,
+    builtin_providers: BuiltinProviders,
 }
 
 impl HostCore {
+    /// The providers running in this host (same locking rule as [`HostCore::components`]).
+    pub(crate) fn providers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, providers::RunningProvider>> {
+        self.providers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The running components (a poisoned lock is taken over: the map stays consistent,
     /// every change to it is a single insert or remove).
     pub(crate) fn components(
@@ -238,11 +258,17 @@ impl HostCore {
         self.components.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The router of this host's linked imports (calls to other components).
-    pub(crate) fn calls(self: &Arc<Self>) -> Arc<dyn crate::imports::LinkedImports> {
-        Arc::new(rpc::LatticeCalls {
-            core: Arc::downgrade(self),
-        })
+    /// How components loaded here reach what they are linked to: other components
+    /// (linked imports) and providers.
+    pub(crate) fn calls(self: &Arc<Self>) -> crate::imports::LatticeLinks {
+        crate::imports::LatticeLinks {
+            imports: Arc::new(rpc::LatticeCalls {
+                core: Arc::downgrade(self),
+            }),
+            providers: Arc::new(providers::LatticeProviders {
+                core: Arc::downgrade(self),
+            }),
+        }
     }
 
     /// Makes a loaded component reachable: serves lattice calls to it and routes HTTP to it;
@@ -267,7 +293,8 @@ impl HostCore {
     }
 
     /// Re-applies config to the running components that use the named config.
-    pub(crate) fn config_changed(&self, name: &str) {
+    pub(crate) fn config_changed(self: &Arc<Self>, name: &str) {
+        providers::config_changed(self, name);
         for running in self.components().values() {
             if running.config_names.iter().any(|n| n == name) {
                 let values = self.shared.merged_config(&running.config_names);
@@ -283,7 +310,49 @@ impl HostCore {
             .values()
             .map(control::Running::describe)
             .collect();
-        self.identity.inventory(components)
+        let providers = self
+            .providers()
+            .iter()
+            .map(|(id, p)| ProviderDescription {
+                id: id.clone(),
+                image_ref: Some(p.reference.clone()),
+                name: builtin_name(&p.reference),
+                annotations: p.annotations.clone(),
+                revision: 0,
+            })
+            .collect();
+        self.identity.inventory(components, providers)
+    }
+
+    /// Sends a control reply. A reply larger than the server's `max_payload` could never be
+    /// delivered (the requester would wait for its timeout), so it is replaced by an error
+    /// reply that says why.
+    pub(crate) async fn send_reply(
+        &self,
+        inbox: async_nats::Subject,
+        operation: &str,
+        reply: Vec<u8>,
+    ) {
+        let limit = self.client.server_info().max_payload;
+        let reply = if reply.len() > limit {
+            tracing::warn!(
+                operation,
+                bytes = reply.len(),
+                limit,
+                "control reply too large"
+            );
+            let message = format!(
+                "the reply to `{operation}` would be {} bytes, more than the NATS server's \
+                 max_payload of {limit} bytes",
+                reply.len()
+            );
+            serde_json::to_vec(&CtlResponse::<()>::error(message)).unwrap_or_default()
+        } else {
+            reply
+        };
+        if let Err(e) = self.client.publish(inbox, reply.into()).await {
+            tracing::warn!(operation, error = %e, "cannot send a control reply");
+        }
     }
 
     /// Publishes a CloudEvent of `event_type`; failures are logged (events are best effort).
@@ -345,7 +414,11 @@ impl Identity {
         }
     }
 
-    fn inventory(&self, components: Vec<ComponentDescription>) -> HostInventory {
+    fn inventory(
+        &self,
+        components: Vec<ComponentDescription>,
+        providers: Vec<ProviderDescription>,
+    ) -> HostInventory {
         let (uptime_seconds, uptime_human) = self.uptime();
         HostInventory {
             host_id: self.host_id.clone(),
@@ -355,7 +428,7 @@ impl Identity {
             uptime_seconds,
             uptime_human,
             components,
-            providers: Vec::new(),
+            providers,
         }
     }
 
@@ -401,10 +474,8 @@ async fn run(
                 tokio::spawn(async move {
                     let operation = message.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
                     let reply = lattice_wide::handle(&core, operation, &message.payload).await;
-                    if let Some(inbox) = message.reply
-                        && let Err(e) = core.client.publish(inbox, reply.into()).await
-                    {
-                        tracing::warn!(operation, error = %e, "cannot send a control reply");
+                    if let Some(inbox) = message.reply {
+                        core.send_reply(inbox, operation, reply).await;
                     }
                 });
             }
@@ -412,10 +483,8 @@ async fn run(
                 let Some(message) = message else { break };
                 let operation = message.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
                 let (reply, next) = control::handle(&core, operation, &message.payload);
-                if let (Some(reply), Some(inbox)) = (reply, message.reply)
-                    && let Err(e) = core.client.publish(inbox, reply.into()).await
-                {
-                    tracing::warn!(operation, error = %e, "cannot send a control reply");
+                if let (Some(reply), Some(inbox)) = (reply, message.reply) {
+                    core.send_reply(inbox, operation, reply).await;
                 }
                 if let control::Next::Stop = next {
                     tracing::info!("host.stop received: leaving the lattice");
@@ -423,6 +492,11 @@ async fn run(
                 }
             }
         }
+    }
+    let leaving: Vec<(String, providers::RunningProvider)> =
+        std::mem::take(&mut *core.providers()).into_iter().collect();
+    for (id, running) in leaving {
+        providers::stopped(&core, &id, running, "host stopping").await;
     }
     let (uptime_seconds, _) = identity.uptime();
     core.publish_event(

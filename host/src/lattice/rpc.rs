@@ -53,7 +53,7 @@ async fn route(core: &Arc<HostCore>, call: ImportCall) -> anyhow::Result<Vec<Val
     let interface = call.interface.as_ref();
     let (namespace, package, name) = split_interface(interface)
         .ok_or_else(|| anyhow::anyhow!("`{interface}` is not a `ns:pkg/iface` name"))?;
-    let link_name = DEFAULT_LINK_NAME;
+    let link_name = call.link_name.as_str();
     let Some(link) = core
         .shared
         .link_for(&call.caller, namespace, package, name, link_name)
@@ -69,7 +69,8 @@ async fn route(core: &Arc<HostCore>, call: ImportCall) -> anyhow::Result<Vec<Val
     if let Some(component) = local {
         return call_local(&component, &call, &target).await;
     }
-    call_remote(core, call, &target, link_name).await
+    let link_name = link_name.to_string();
+    call_remote(core, call, &target, &link_name).await
 }
 
 fn split_interface(interface: &str) -> Option<(&str, &str, &str)> {
@@ -136,34 +137,16 @@ async fn call_remote(
         sent_at_ms: rpc::now_ms(),
         args,
     };
-    let frame = rpc::sign(&request, &core.identity.key)?;
-    let subject = rpc::call_subject(
-        &core.identity.lattice,
-        target,
-        &call.interface,
-        &call.function,
-    );
-    let reply = match tokio::time::timeout(remaining, core.client.request(subject, frame.into()))
-        .await
-    {
-        Err(_) => {
-            anyhow::bail!("call to {what} timed out after {remaining:?} (the caller's deadline)")
-        }
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => anyhow::bail!(
+    let reply = exchange(core, &request, remaining).await.map_err(|e| match e {
+        Exchange::NoResponders => anyhow::anyhow!(
             "no instance of component `{target}` is running in lattice `{}` (the link from `{}` names it for `{}`); scale it onto a host with `trellis scale`",
             core.identity.lattice,
             call.caller,
             call.interface
         ),
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-            anyhow::bail!("call to {what} timed out (no reply from its host)")
-        }
-        Ok(Err(e)) => anyhow::bail!("call to {what} failed: NATS: {e}"),
-        Ok(Ok(reply)) => reply,
-    };
-    match rpc::decode_reply(&reply.payload)
-        .map_err(|e| anyhow::anyhow!("malformed reply from {what}: {e}"))?
-    {
+        Exchange::Failed(message) => anyhow::anyhow!("call to {what} {message}"),
+    })?;
+    match reply {
         CallReply::Ok(results) => {
             if results.len() != call.result_types.len() {
                 anyhow::bail!(
@@ -182,6 +165,51 @@ async fn call_remote(
         }
         CallReply::Err(e) => anyhow::bail!("call to {what} failed: {e}"),
     }
+}
+
+/// Why a signed request got no usable reply.
+pub(crate) enum Exchange {
+    /// Nothing serves the target (NATS "no responders").
+    NoResponders,
+    /// Timed out, NATS failed, or the reply is unreadable; the text completes "call to X …".
+    Failed(String),
+}
+
+/// Signs `request` with the host key, sends it to its target and decodes the reply, within
+/// `remaining` (the caller's own deadline).
+pub(crate) async fn exchange(
+    core: &HostCore,
+    request: &CallRequest,
+    remaining: Duration,
+) -> Result<CallReply, Exchange> {
+    let frame = rpc::sign(request, &core.identity.key)
+        .map_err(|e| Exchange::Failed(format!("cannot be signed: {e}")))?;
+    let subject = rpc::call_subject(
+        &request.lattice,
+        &request.target,
+        &request.interface,
+        &request.function,
+    );
+    let reply =
+        match tokio::time::timeout(remaining, core.client.request(subject, frame.into())).await {
+            Err(_) => {
+                return Err(Exchange::Failed(format!(
+                    "timed out after {remaining:?} (the caller's deadline)"
+                )));
+            }
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(Exchange::NoResponders);
+            }
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                return Err(Exchange::Failed(
+                    "timed out (no reply from its host)".into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(Exchange::Failed(format!("failed: NATS: {e}"))),
+            Ok(Ok(reply)) => reply,
+        };
+    rpc::decode_reply(&reply.payload)
+        .map_err(|e| Exchange::Failed(format!("got a malformed reply: {e}")))
 }
 
 /// Serves calls to `component` until the returned task is aborted.

@@ -33,7 +33,12 @@ pub(crate) struct SharedState {
     config_kv: kv::Store,
     specs: RwLock<BTreeMap<String, ComponentSpec>>,
     configs: RwLock<BTreeMap<String, ConfigMap>>,
+    /// Every change of a component's links in the mirror, (before, after), in order.
+    link_changes: tokio::sync::mpsc::UnboundedSender<LinkChange>,
 }
+
+/// A component's links before and after one change of the mirror.
+pub(crate) type LinkChange = (Vec<Link>, Vec<Link>);
 
 /// Why a KV operation failed (the message names the bucket and key).
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +46,22 @@ pub(crate) struct SharedState {
 pub(crate) struct StateError(String);
 
 impl SharedState {
-    /// Opens (creating when missing) both buckets.
-    pub(crate) async fn open(client: &async_nats::Client, lattice: &str) -> Result<Self, String> {
+    /// Opens (creating when missing) both buckets. The receiver gets every change of links
+    /// in the mirror, whether made here or seen through the watch.
+    pub(crate) async fn open(
+        client: &async_nats::Client,
+        lattice: &str,
+    ) -> Result<(Self, tokio::sync::mpsc::UnboundedReceiver<LinkChange>), String> {
         let js = jetstream::new(client.clone());
-        Ok(Self {
+        let (link_changes, changes) = tokio::sync::mpsc::unbounded_channel();
+        let state = Self {
             lattice_kv: bucket(&js, &names::lattice_bucket(lattice)).await?,
             config_kv: bucket(&js, &names::config_bucket(lattice)).await?,
             specs: RwLock::default(),
             configs: RwLock::default(),
-        })
+            link_changes,
+        };
+        Ok((state, changes))
     }
 
     /// Starts the two watchers that keep the mirror current; they end when `core` is gone.
@@ -220,12 +232,36 @@ impl SharedState {
         )))
     }
 
+    /// Updates the mirror, reporting a change of links.
     fn mirror_spec(&self, id: &str, spec: Option<ComponentSpec>) {
         let mut specs = self.specs.write().unwrap_or_else(|p| p.into_inner());
-        match spec {
+        let after = spec.as_ref().map(|s| s.links.clone()).unwrap_or_default();
+        let before = match spec {
             Some(spec) => specs.insert(id.to_string(), spec),
             None => specs.remove(id),
         };
+        let before = before.map(|s| s.links).unwrap_or_default();
+        if before != after {
+            // Sent under the lock, so changes are reported in the order they were made.
+            let _ = self.link_changes.send((before, after));
+        }
+    }
+
+    /// Every link in the mirror.
+    pub(crate) fn all_links(&self) -> Vec<Link> {
+        let specs = self.specs.read().unwrap_or_else(|p| p.into_inner());
+        specs
+            .values()
+            .flat_map(|s| s.links.iter().cloned())
+            .collect()
+    }
+
+    /// The links (from the mirror) whose source or target is `id`.
+    pub(crate) fn links_naming(&self, id: &str) -> Vec<Link> {
+        self.all_links()
+            .into_iter()
+            .filter(|l| l.source_id == id || l.target == id)
+            .collect()
     }
 
     /// Every link, read from the bucket.
