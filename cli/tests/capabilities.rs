@@ -247,25 +247,372 @@ async fn counter_from_two_hosts(reference: &str, link_config: Vec<String>) {
 
 use futures::StreamExt as _;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counter_on_nats_kv_from_two_hosts_in_process() {
-    // The provider's JetStream KV is on the lattice's own NATS server here.
-    let nats_for_kv = NatsServer::start().unwrap();
+/// Where the provider runs: inside each host, or as its own process started by each host.
+#[derive(Clone, Copy)]
+enum Mode {
+    InProcess,
+    OutOfProcess,
+}
+
+/// The `provider.start` reference of first-party provider `name` in `mode`.
+fn reference(name: &str, mode: Mode) -> String {
+    match mode {
+        Mode::InProcess => format!("builtin://{name}"),
+        Mode::OutOfProcess => {
+            let path = trellis_testing::provider_binary(name).unwrap();
+            format!("file://{}", path.display())
+        }
+    }
+}
+
+async fn counter_on_nats_kv(mode: Mode) {
+    // The provider's JetStream KV: a NATS server of its own, as a user's would be.
+    let kv = NatsServer::start().unwrap();
+    let config = vec![format!("cluster_uri={}", kv.url())];
+    counter_from_two_hosts(&reference("keyvalue-nats", mode), config).await;
+}
+
+async fn counter_on_redis(mode: Mode) {
+    let redis = trellis_testing::redis::RedisServer::start().unwrap();
     counter_from_two_hosts(
-        "builtin://keyvalue-nats",
-        vec![format!("cluster_uri={}", nats_for_kv.url())],
+        &reference("keyvalue-redis", mode),
+        vec![format!("url={}", redis.url())],
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_on_nats_kv_from_two_hosts_in_process() {
+    counter_on_nats_kv(Mode::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_on_nats_kv_from_two_hosts_out_of_process() {
+    counter_on_nats_kv(Mode::OutOfProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_on_redis_from_two_hosts_in_process() {
-    let redis = trellis_testing::redis::RedisServer::start().unwrap();
-    counter_from_two_hosts(
-        "builtin://keyvalue-redis",
-        vec![format!("url={}", redis.url())],
+    counter_on_redis(Mode::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_on_redis_from_two_hosts_out_of_process() {
+    counter_on_redis(Mode::OutOfProcess).await;
+}
+
+/// One SQL request through the `sql-crud` fixture: (HTTP status, JSON body).
+async fn sql(
+    client: &reqwest::Client,
+    addr: &str,
+    op: &str,
+    statement: &str,
+    params: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"statement": statement, "params": params}).to_string();
+    let (status, text) = request(
+        client,
+        addr,
+        "crud",
+        reqwest::Method::POST,
+        &format!("/sql/{op}"),
+        Some(body),
     )
     .await;
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, json)
+}
+
+/// Create, read, update and delete with parameters from a component, through a SQL provider
+/// linked with the database URL in its target config.
+async fn crud_through_a_component(provider: &str, mode: Mode, url: &str, placeholders: [&str; 3]) {
+    let lattice = TwoHosts::start();
+    let nats = lattice.url();
+    let crud = signed(
+        &lattice.signer,
+        &lattice.dir,
+        "sql_crud",
+        &["wasi:sql/types", "wasi:sql/readwrite"],
+    );
+    ok(&nats, &["config", "put", "db", &format!("url={url}")]);
+    lattice.provider_everywhere(&reference(provider, mode), "db");
+    ok(
+        &nats,
+        &[
+            "link",
+            "put",
+            "crud",
+            "db",
+            "wasi:sql",
+            "--interface",
+            "types",
+            "--interface",
+            "readwrite",
+            "--target-config",
+            "db",
+        ],
+    );
+    lattice.component_everywhere(&crud, "crud", &[]);
+    let client = reqwest::Client::new();
+    let [p1, p2, p3] = placeholders;
+    let a = &lattice.http[0];
+    let b = &lattice.http[1];
+
+    let (status, body) = sql(
+        &client,
+        a,
+        "exec",
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, item VARCHAR(200) NOT NULL, qty INT)",
+        serde_json::json!([]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let insert = format!("INSERT INTO orders (id, item, qty) VALUES ({p1}, {p2}, {p3})");
+    let evil = "'; DROP TABLE orders; --";
+    for (id, item, qty) in [
+        (1, "apple", serde_json::json!({"int32": 3})),
+        (2, evil, serde_json::json!({"null": null})),
+    ] {
+        let params = serde_json::json!([{"int64": id}, {"str": item}, qty]);
+        let (status, body) = sql(&client, a, "exec", &insert, params).await;
+        assert_eq!((status, &body), (200, &serde_json::json!({"affected": 1})));
+    }
+    // Read from the other host: the same database, typed values, the injection stored as data.
+    let (status, rows) = sql(
+        &client,
+        b,
+        "query",
+        "SELECT id, item, qty FROM orders ORDER BY id",
+        serde_json::json!([]),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"id": {"int64": 1}, "item": {"str": "apple"}, "qty": {"int32": 3}},
+            {"id": {"int64": 2}, "item": {"str": evil}, "qty": {"null": null}},
+        ])
+    );
+    let update = format!("UPDATE orders SET qty = {p1} WHERE id = {p2}");
+    let (status, body) = sql(
+        &client,
+        b,
+        "exec",
+        &update,
+        serde_json::json!([{"int32": 7}, {"int64": 1}]),
+    )
+    .await;
+    assert_eq!((status, &body), (200, &serde_json::json!({"affected": 1})));
+    let select = format!("SELECT qty FROM orders WHERE id = {p1}");
+    let (_, rows) = sql(
+        &client,
+        a,
+        "query",
+        &select,
+        serde_json::json!([{"int64": 1}]),
+    )
+    .await;
+    assert_eq!(rows, serde_json::json!([{"qty": {"int32": 7}}]));
+    let delete = format!("DELETE FROM orders WHERE id = {p1}");
+    let (status, body) = sql(
+        &client,
+        a,
+        "exec",
+        &delete,
+        serde_json::json!([{"int64": 2}]),
+    )
+    .await;
+    assert_eq!((status, &body), (200, &serde_json::json!({"affected": 1})));
+    // Typed errors reach the component, which answers 422 with the kind: no trap.
+    let (status, body) = sql(
+        &client,
+        a,
+        "query",
+        "SELEC oops FROM",
+        serde_json::json!([]),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["kind"], "syntax", "{body}");
+    let (status, body) = sql(
+        &client,
+        b,
+        "exec",
+        &insert,
+        serde_json::json!([{"int64": 1}, {"str": "dup"}, {"int32": 1}]),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["kind"], "constraint-violation", "{body}");
+    let (_, rows) = sql(
+        &client,
+        b,
+        "query",
+        "SELECT COUNT(*) AS n FROM orders",
+        serde_json::json!([]),
+    )
+    .await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_crud_on_mariadb_in_process() {
+    let db = trellis_testing::sql::mysql_database().await;
+    crud_through_a_component("sql-mysql", Mode::InProcess, db.url(), ["?", "?", "?"]).await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_crud_on_mariadb_out_of_process() {
+    let db = trellis_testing::sql::mysql_database().await;
+    crud_through_a_component("sql-mysql", Mode::OutOfProcess, db.url(), ["?", "?", "?"]).await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_crud_on_postgres_in_process() {
+    let db = trellis_testing::sql::postgres_database().await;
+    crud_through_a_component(
+        "sql-postgres",
+        Mode::InProcess,
+        db.url(),
+        ["$1", "$2", "$3"],
+    )
+    .await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_crud_on_postgres_out_of_process() {
+    let db = trellis_testing::sql::postgres_database().await;
+    crud_through_a_component(
+        "sql-postgres",
+        Mode::OutOfProcess,
+        db.url(),
+        ["$1", "$2", "$3"],
+    )
+    .await;
+    db.drop().await;
+}
+
+/// SIGKILL a provider process: the host restarts it (a `provider_started` event says so, with
+/// the new pid) and the component's calls succeed again, with the data kept by the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_provider_process_is_restarted() {
+    let redis = trellis_testing::redis::RedisServer::start().unwrap();
+    let lattice = TwoHosts::start();
+    let url = lattice.url();
+    let events = async_nats::connect(url.as_str()).await.unwrap();
+    let mut started = events
+        .subscribe("wasmbus.evt.test.provider_started")
+        .await
+        .unwrap();
+    let counter = signed(
+        &lattice.signer,
+        &lattice.dir,
+        "kv_counter",
+        &[
+            "wasi:keyvalue/store",
+            "wasi:keyvalue/atomics",
+            "wasi:config/store",
+        ],
+    );
+    ok(
+        &url,
+        &["config", "put", "kv-link", &format!("url={}", redis.url())],
+    );
+    let host = &lattice.ids[0];
+    ok(
+        &url,
+        &[
+            "provider",
+            "start",
+            host,
+            &reference("keyvalue-redis", Mode::OutOfProcess),
+            "kv",
+        ],
+    );
+    let first = next_event(&mut started).await;
+    let pid = first["data"]["pid"]
+        .as_u64()
+        .expect("the event names the process id");
+    ok(
+        &url,
+        &[
+            "link",
+            "put",
+            "counter",
+            "kv",
+            "wasi:keyvalue",
+            "--interface",
+            "store",
+            "--interface",
+            "atomics",
+            "--target-config",
+            "kv-link",
+        ],
+    );
+    lattice.component_everywhere(&counter, "counter", &[]);
+    let client = reqwest::Client::new();
+    let addr = &lattice.http[1];
+    let increment = || {
+        request(
+            &client,
+            addr,
+            "counter",
+            reqwest::Method::POST,
+            "/increment/k",
+            None,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = increment().await;
+        if status == 200 {
+            assert_eq!(body, "1");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let killed = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let again = next_event(&mut started).await;
+    assert_ne!(again["data"]["pid"].as_u64(), Some(pid), "{again}");
+    assert_eq!(again["data"]["provider_id"], "kv");
+    // Calls succeed again (the first may race the restart and fail with a clear error).
+    let value = loop {
+        let (status, body) = increment().await;
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            body.contains("kv"),
+            "the failure names the provider: {body}"
+        );
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "never recovered: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(value, "2", "the counter kept its value across the restart");
+    println!("provider back {:?} after SIGKILL", killed.elapsed());
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}
+
+async fn next_event(events: &mut async_nats::Subscriber) -> serde_json::Value {
+    let message = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .expect("no event within 30 s")
+        .expect("event stream ended");
+    serde_json::from_slice(&message.payload).unwrap()
 }
 
 /// A component whose import has no link gets an error naming the missing link (not a trap),

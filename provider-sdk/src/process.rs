@@ -8,8 +8,8 @@
 //! 2. calls [`Provider::init`], then puts every link in `HostData::links`;
 //! 3. serves `wasmbus.rpc.{lattice}.{provider_id}.>` in the queue group
 //!    `{lattice}.{provider_id}`: capability calls (see [`crate::wire`]) from any host, signed
-//!    by that host's key; lifecycle messages (link put/delete, health, shutdown) only from
-//!    the host that started it;
+//!    by that host's key; and lifecycle messages (link put/delete, health, shutdown) on its
+//!    own subject ([`wire::lifecycle_target`]), only from the host that started it;
 //! 4. stops — [`Provider::shutdown`], drain NATS, exit — on a `shutdown` message, SIGTERM,
 //!    Ctrl-C, or when its stdin closes. The last one means the host is gone (even killed with
 //!    SIGKILL), so a provider never outlives its host as an orphan.
@@ -117,10 +117,19 @@ pub async fn serve<P: Provider>(
     }
     let subject = rpc::target_wildcard(&host.lattice, &host.provider_id);
     let group = rpc::queue_group(&host.lattice, &host.provider_id);
-    let mut calls = client
+    let shared = client
         .queue_subscribe(subject, group)
         .await
         .map_err(|e| ProviderError::new(format!("cannot subscribe to calls: {e}")))?;
+    let own = rpc::target_wildcard(
+        &host.lattice,
+        &wire::lifecycle_target(&host.provider_id, &host.host_id),
+    );
+    let lifecycle = client
+        .subscribe(own)
+        .await
+        .map_err(|e| ProviderError::new(format!("cannot subscribe to lifecycle messages: {e}")))?;
+    let mut calls = futures::stream::select(shared, lifecycle);
     tracing::info!(provider = %host.provider_id, lattice = %host.lattice, "provider serving");
     let capabilities = provider.clone().capabilities();
     let host = Arc::new(host);
@@ -128,10 +137,22 @@ pub async fn serve<P: Provider>(
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            () = &mut stop => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = shutdown_rx.changed() => break,
-            () = terminated() => break,
+            () = &mut stop => {
+                tracing::info!("the host closed stdin (it is gone)");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted");
+                break;
+            }
+            _ = shutdown_rx.changed() => {
+                tracing::info!("the host asked this provider to shut down");
+                break;
+            }
+            () = terminated() => {
+                tracing::info!("SIGTERM");
+                break;
+            }
             message = calls.next() => {
                 let Some(message) = message else { break };
                 let provider = provider.clone();
@@ -153,7 +174,7 @@ pub async fn serve<P: Provider>(
         }
     }
     tracing::info!(provider = %host.provider_id, "provider stopping");
-    let _ = calls.unsubscribe().await;
+    drop(calls);
     let result = provider.shutdown().await;
     let _ = client.flush().await;
     result

@@ -15,8 +15,8 @@
 //! - Provider side: [`dispatch`] decodes a call and runs it on the provider's
 //!   [`Capabilities`](crate::Capabilities).
 //!
-//! Lifecycle messages use the same subject with reserved function names on the interface
-//! [`LIFECYCLE`]: `link-put`, `link-del` (a [`LinkConfig`](crate::LinkConfig)),
+//! Lifecycle messages go to the one process a host started ([`lifecycle_target`]), with
+//! reserved function names on the interface [`LIFECYCLE`]: `link-put`, `link-del` (a [`LinkConfig`](crate::LinkConfig)),
 //! `health`, `shutdown`.
 
 use std::sync::Arc;
@@ -37,6 +37,13 @@ pub const LINK_PUT: &str = "link-put";
 pub const LINK_DEL: &str = "link-del";
 pub const HEALTH: &str = "health";
 pub const SHUTDOWN: &str = "shutdown";
+
+/// The call target of lifecycle messages for the instance of `provider_id` that `host_id`
+/// started: several hosts may run a provider under one id (capability calls are shared
+/// through a queue group), but each host manages only its own process.
+pub fn lifecycle_target(provider_id: &str, host_id: &str) -> String {
+    format!("{provider_id}@{host_id}")
+}
 
 const STORE: &str = "wasi:keyvalue/store";
 const ATOMICS: &str = "wasi:keyvalue/atomics";

@@ -73,6 +73,44 @@ pub fn guest(name: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The executable of a first-party provider (`provider_binary("keyvalue-nats")` →
+/// `trellis-provider-keyvalue-nats`), for tests that run providers as their own processes.
+///
+/// `cargo test --workspace` (and `scripts/test`, which builds every binary first) leaves them
+/// next to the test executables; when one is missing, it is built once into
+/// `target/provider-bins` (a separate target directory, so the build never waits on the lock
+/// of the running `cargo test`).
+pub fn provider_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let file = format!("trellis-provider-{name}");
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join(&file)));
+    if let Some(path) = beside.filter(|p| p.is_file()) {
+        return Ok(path);
+    }
+    static BUILT: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
+    let target_dir = repo_root().join("target").join("provider-bins");
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.contains(&file) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", &file, "--bin", &file])
+            .arg("--manifest-path")
+            .arg(repo_root().join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .context("cannot run cargo to build a provider")?;
+        if !status.success() {
+            bail!("building provider {file} failed ({status})");
+        }
+        built.push(file.clone());
+    }
+    Ok(target_dir.join("debug").join(file))
+}
+
 /// An account key that signs test components.
 pub struct Signer {
     pub account: KeyPair,

@@ -17,6 +17,7 @@ mod lattice_wide;
 mod providers;
 mod rpc;
 mod shared;
+mod supervisor;
 
 pub use providers::{BuiltinProviders, ProviderFactory, builtin_name};
 pub use rpc::call_as_client;
@@ -204,6 +205,7 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
         http_router: config.http_router.clone(),
         providers: Mutex::new(BTreeMap::new()),
         builtin_providers: config.builtin_providers.clone(),
+        nats,
     });
     shared::SharedState::watch(&core);
     providers::follow_link_changes(&core, link_changes);
@@ -240,6 +242,8 @@ pub(crate) struct HostCore {
     /// Providers running in-process, by id; use [`HostCore::providers`].
     providers: Mutex<BTreeMap<String, providers::RunningProvider>>,
     builtin_providers: BuiltinProviders,
+    /// How this host reached NATS (handed to the provider processes it starts).
+    pub(crate) nats: trellis_protocol::nats::NatsConnect,
 }
 
 impl HostCore {

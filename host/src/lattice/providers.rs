@@ -66,8 +66,10 @@ pub fn builtin_name(reference: &str) -> Option<String> {
 pub(crate) struct RunningProvider {
     pub(crate) reference: String,
     pub(crate) annotations: BTreeMap<String, String>,
+    /// The provider, or for a process the host's handle on it.
     pub(crate) provider: Arc<dyn Provider>,
-    pub(crate) capabilities: Capabilities,
+    /// For in-process providers: served by direct calls. `None`: calls go over NATS.
+    pub(crate) capabilities: Option<Capabilities>,
     /// Named configs it was started with.
     pub(crate) config_names: Vec<String>,
     /// Ends the health checks when the provider is removed.
@@ -119,18 +121,17 @@ pub(crate) fn start(core: &Arc<HostCore>, payload: &[u8]) -> Vec<u8> {
     if core.providers().contains_key(&id) {
         return refuse("provider with that ID is already running".into());
     }
-    if builtin_name(&command.provider_ref).is_none() {
-        return refuse(format!(
-            "cannot start provider `{id}` from `{}`: this host runs first-party providers \
-             in-process (`builtin://keyvalue-memory`, `builtin://keyvalue-redis`, \
-             `builtin://keyvalue-nats`, `builtin://sql-mysql`, `builtin://sql-postgres`)",
-            command.provider_ref
-        ));
-    }
+    let process = match builtin_name(&command.provider_ref) {
+        Some(_) => None,
+        None => match super::supervisor::executable(&command.provider_ref) {
+            Ok(path) => Some(path),
+            Err(message) => return refuse(message),
+        },
+    };
     let core = core.clone();
     tokio::spawn(async move {
         let reference = command.provider_ref.clone();
-        if let Err(error) = start_builtin(&core, command, &id).await {
+        if let Err(error) = start_provider(&core, command, &id, process).await {
             tracing::warn!(provider = %id, %reference, %error, "provider start failed");
             let data = serde_json::json!({
                 "provider_ref": reference, "provider_id": id,
@@ -142,11 +143,68 @@ pub(crate) fn start(core: &Arc<HostCore>, payload: &[u8]) -> Vec<u8> {
     success("successfully started provider")
 }
 
-async fn start_builtin(
+async fn start_provider(
     core: &Arc<HostCore>,
     command: StartProviderCommand,
     id: &str,
+    process: Option<std::path::PathBuf>,
 ) -> Result<(), String> {
+    let mut pid = None;
+    let (provider, capabilities): (Arc<dyn Provider>, Option<Capabilities>) = match process {
+        Some(path) => {
+            let process =
+                super::supervisor::ProcessProvider::start(core, id, path, command.config.clone())
+                    .await?;
+            pid = process.pid();
+            (process, None)
+        }
+        None => {
+            let provider = builtin(core, &command, id).await?;
+            let capabilities = provider.clone().capabilities();
+            (provider, Some(capabilities))
+        }
+    };
+    let health = super::AbortOnDrop(tokio::spawn(health_checks(
+        Arc::downgrade(core),
+        id.to_string(),
+        provider.clone(),
+    )));
+    let annotations = command.annotations.unwrap_or_default();
+    {
+        let mut providers = core.providers();
+        if providers.contains_key(id) {
+            return Err("provider with that ID is already running".into());
+        }
+        providers.insert(
+            id.to_string(),
+            RunningProvider {
+                reference: command.provider_ref.clone(),
+                annotations: annotations.clone(),
+                provider: provider.clone(),
+                capabilities,
+                config_names: command.config,
+                _health: health,
+            },
+        );
+    }
+    for link in core.shared.links_naming(id) {
+        put_link(core, &*provider, id, &link).await;
+    }
+    let data = serde_json::json!({
+        "host_id": core.identity.host_id, "provider_id": id,
+        "image_ref": command.provider_ref, "annotations": annotations, "pid": pid,
+    });
+    core.publish_event("provider_started", data).await;
+    tracing::info!(provider = id, reference = %command.provider_ref, "provider started");
+    Ok(())
+}
+
+/// Makes and initializes a first-party provider.
+async fn builtin(
+    core: &Arc<HostCore>,
+    command: &StartProviderCommand,
+    id: &str,
+) -> Result<Arc<dyn Provider>, String> {
     let name = builtin_name(&command.provider_ref).unwrap_or_default();
     let factory = core
         .builtin_providers
@@ -180,40 +238,7 @@ async fn start_builtin(
         })
         .await
         .map_err(|e| format!("init failed: {e}"))?;
-    let capabilities = provider.clone().capabilities();
-    let health = super::AbortOnDrop(tokio::spawn(health_checks(
-        Arc::downgrade(core),
-        id.to_string(),
-        provider.clone(),
-    )));
-    let annotations = command.annotations.unwrap_or_default();
-    {
-        let mut providers = core.providers();
-        if providers.contains_key(id) {
-            return Err("provider with that ID is already running".into());
-        }
-        providers.insert(
-            id.to_string(),
-            RunningProvider {
-                reference: command.provider_ref.clone(),
-                annotations: annotations.clone(),
-                provider: provider.clone(),
-                capabilities,
-                config_names: command.config,
-                _health: health,
-            },
-        );
-    }
-    for link in core.shared.links_naming(id) {
-        put_link(core, &*provider, id, &link).await;
-    }
-    let data = serde_json::json!({
-        "host_id": core.identity.host_id, "provider_id": id,
-        "image_ref": command.provider_ref, "annotations": annotations,
-    });
-    core.publish_event("provider_started", data).await;
-    tracing::info!(provider = id, "provider started in-process");
-    Ok(())
+    Ok(provider)
 }
 
 /// `provider.stop.{host}`.
@@ -427,8 +452,12 @@ impl ProviderRouter for LatticeProviders {
                  one with `trellis link put {component} PROVIDER_ID {ns_pkg} --interface {name}`"
             ));
         };
-        if let Some(running) = core.providers().get(&link.target) {
-            return Ok(running.capabilities.clone());
+        if let Some(capabilities) = core
+            .providers()
+            .get(&link.target)
+            .and_then(|running| running.capabilities.clone())
+        {
+            return Ok(capabilities);
         }
         let transport: Arc<dyn Transport> = Arc::new(ProviderTransport {
             core: self.core.clone(),
