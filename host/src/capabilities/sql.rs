@@ -180,21 +180,30 @@ impl types::HostStatement for SqlView<'_> {
     }
 }
 
+/// Everything one `query` / `exec` needs, copied out of the resource table.
+struct Run {
+    sql: Arc<dyn Sql>,
+    cx: CallContext,
+    connection: String,
+    text: String,
+    params: Vec<SqlValue>,
+}
+
 impl SqlView<'_> {
     fn parts(
         &self,
         connection: &Resource<Connection>,
         statement: &Resource<Statement>,
-    ) -> wasmtime::Result<(Arc<dyn Sql>, CallContext, String, String, Vec<SqlValue>)> {
+    ) -> wasmtime::Result<Run> {
         let c = self.table.get(connection)?;
         let s = self.table.get(statement)?;
-        Ok((
-            c.provider.clone(),
-            c.cx.clone(),
-            c.name.clone(),
-            s.text.clone(),
-            s.params.clone(),
-        ))
+        Ok(Run {
+            sql: c.provider.clone(),
+            cx: c.cx.clone(),
+            connection: c.name.clone(),
+            text: s.text.clone(),
+            params: s.params.clone(),
+        })
     }
 }
 
@@ -204,9 +213,10 @@ impl readwrite::Host for SqlView<'_> {
         connection: Resource<Connection>,
         statement: Resource<Statement>,
     ) -> wasmtime::Result<Result<Vec<types::Row>, types::Error>> {
-        let (sql, cx, name, text, params) = self.parts(&connection, &statement)?;
-        Ok(sql
-            .query(&cx, &name, &text, params)
+        let run = self.parts(&connection, &statement)?;
+        Ok(run
+            .sql
+            .query(&run.cx, &run.connection, &run.text, run.params)
             .await
             .map(|rows| rows.into_iter().map(to_wit_row).collect())
             .map_err(to_wit))
@@ -217,8 +227,12 @@ impl readwrite::Host for SqlView<'_> {
         connection: Resource<Connection>,
         statement: Resource<Statement>,
     ) -> wasmtime::Result<Result<u64, types::Error>> {
-        let (sql, cx, name, text, params) = self.parts(&connection, &statement)?;
-        Ok(sql.exec(&cx, &name, &text, params).await.map_err(to_wit))
+        let run = self.parts(&connection, &statement)?;
+        Ok(run
+            .sql
+            .exec(&run.cx, &run.connection, &run.text, run.params)
+            .await
+            .map_err(to_wit))
     }
 }
 

@@ -394,16 +394,19 @@ pub(crate) fn config_changed(core: &Arc<HostCore>, config_name: &str) {
     });
 }
 
+/// A provider running here, with its id.
+type Named = (String, Arc<dyn Provider>);
+
 /// Delivers link puts and deletes to the providers they name, in order.
 async fn notify(core: &Arc<HostCore>, removed: Vec<Link>, added: Vec<Link>) {
-    let involved = |link: &Link| -> Vec<(String, Arc<dyn Provider>)> {
+    let involved = |link: &Link| -> Vec<Named> {
         core.providers()
             .iter()
             .filter(|(id, _)| link.target == **id || link.source_id == **id)
             .map(|(id, p)| (id.clone(), p.provider.clone()))
             .collect()
     };
-    let work: Vec<(bool, Link, Vec<(String, Arc<dyn Provider>)>)> = removed
+    let work: Vec<(bool, Link, Vec<Named>)> = removed
         .into_iter()
         .map(|l| (false, l.clone(), involved(&l)))
         .chain(added.into_iter().map(|l| (true, l.clone(), involved(&l))))
