@@ -142,16 +142,16 @@ async fn unsigned_runs_only_when_the_host_allows_it() {
 async fn a_component_needing_an_interface_the_host_lacks_is_refused_by_name() {
     // A component importing an interface no capability serves.
     let wat = r#"(component
-        (import "wasi:keyvalue/store@0.2.0-draft" (instance))
+        (import "wasi:blobstore/container@0.2.0-draft" (instance))
     )"#;
     let host = TestHost::start().await;
     let signed = host
         .signer
-        .sign(&wat::parse_str(wat).unwrap(), "kv", &["wasi:keyvalue/*"])
+        .sign(&wat::parse_str(wat).unwrap(), "blobs", &["wasi:blobstore/*"])
         .unwrap();
     let message = refusal(&host, &signed);
     assert!(
-        message.contains("wasi:keyvalue/store@0.2.0-draft"),
+        message.contains("wasi:blobstore/container@0.2.0-draft"),
         "{message}"
     );
     assert!(message.contains("does not provide"), "{message}");

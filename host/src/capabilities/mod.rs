@@ -96,6 +96,14 @@ mod tests {
             found("wasi:config/store@0.2.0-draft"),
             Some(("wasi:config/store", true))
         );
-        assert_eq!(found("wasi:keyvalue/store@0.2.0-draft"), None);
+        assert_eq!(
+            found("wasi:keyvalue/atomics@0.2.0-draft"),
+            Some(("wasi:keyvalue/atomics", true))
+        );
+        assert_eq!(
+            found("wasmcloud:bus/lattice@1.0.0"),
+            Some(("wasmcloud:bus/lattice", false))
+        );
+        assert_eq!(found("wasi:blobstore/container@0.2.0-draft"), None);
     }
 }
