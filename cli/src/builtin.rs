@@ -35,5 +35,9 @@ pub(crate) fn providers() -> BuiltinProviders {
             "sql-postgres".to_string(),
             factory(trellis_provider_sql_postgres::PostgresProvider::new),
         ),
+        (
+            "http-server".to_string(),
+            factory(trellis_provider_http_server::HttpServerProvider::new),
+        ),
     ]))
 }

@@ -721,3 +721,118 @@ async fn a_missing_link_is_named_and_logged_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// HTTP through the `http-server` provider: it runs on host A, the component only on host B,
+/// the link (source = provider) says address and path; a stopped component gives 503.
+async fn hello_through_the_http_server(mode: Mode) {
+    let lattice = TwoHosts::start();
+    let url = lattice.url();
+    let hello = signed(&lattice.signer, &lattice.dir, "http_hello", &[]);
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    ok(
+        &url,
+        &["config", "put", "web", &format!("address={address}")],
+    );
+    let (a, b) = (&lattice.ids[0], &lattice.ids[1]);
+    ok(
+        &url,
+        &[
+            "provider",
+            "start",
+            a,
+            &reference("http-server", mode),
+            "http",
+        ],
+    );
+    wait_listed(&url, a, "providers", "http");
+    ok(&url, &["scale", b, &hello, "hello", "--count", "10"]);
+    wait_listed(&url, b, "components", "hello");
+    ok(
+        &url,
+        &[
+            "link",
+            "put",
+            "http",
+            "hello",
+            "wasi:http",
+            "--interface",
+            "incoming-handler",
+            "--source-config",
+            "web",
+        ],
+    );
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(response) = client.get(format!("http://{address}/")).send().await {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            if status == 200 {
+                assert!(body.contains("Hello from Trellis"), "{body}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provider never served the component"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Many requests, concurrently, all served.
+    let requests = (0..200).map(|_| {
+        let client = client.clone();
+        let address = address.clone();
+        async move {
+            client
+                .get(format!("http://{address}/x"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses: Vec<u16> = futures::stream::iter(requests)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // The component stops: a clear 503 naming it, at once.
+    ok(&url, &["scale", b, &hello, "hello", "--count", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = client
+            .get(format!("http://{address}/"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if status == 503 {
+            assert!(body.contains("component `hello` is not running"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Deleting the link closes the listener (new connections are refused).
+    ok(&url, &["link", "del", "http", "wasi:http"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(&address).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still listening after the link was deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_through_the_http_server_provider_in_process() {
+    hello_through_the_http_server(Mode::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_through_the_http_server_provider_out_of_process() {
+    hello_through_the_http_server(Mode::OutOfProcess).await;
+}

@@ -147,7 +147,11 @@ async fn a_component_needing_an_interface_the_host_lacks_is_refused_by_name() {
     let host = TestHost::start().await;
     let signed = host
         .signer
-        .sign(&wat::parse_str(wat).unwrap(), "blobs", &["wasi:blobstore/*"])
+        .sign(
+            &wat::parse_str(wat).unwrap(),
+            "blobs",
+            &["wasi:blobstore/*"],
+        )
         .unwrap();
     let message = refusal(&host, &signed);
     assert!(

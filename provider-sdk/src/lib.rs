@@ -25,6 +25,7 @@
 //! [`keyvalue::KvError`]), which reaches the component as the WIT error value — never a trap.
 //! Lifecycle methods return [`ProviderError`], which the host logs and reports as an event.
 
+pub mod http;
 pub mod keyvalue;
 pub mod link;
 pub mod process;

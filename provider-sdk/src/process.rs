@@ -25,6 +25,7 @@ use tokio::io::AsyncBufReadExt as _;
 use trellis_protocol::nats::NatsConnect;
 use trellis_protocol::rpc::{self, CallError, CallErrorKind, CallReply, CallRequest};
 
+use crate::http::{ComponentInvoker, HANDLE, HttpRequest, HttpResponse, INCOMING_HANDLER};
 use crate::link::{CallContext, LinkConfig};
 use crate::provider::{Capabilities, InitContext, Provider, ProviderError};
 use crate::wire;
@@ -102,6 +103,11 @@ pub async fn serve<P: Provider>(
         .connect()
         .await
         .map_err(|e| ProviderError::new(e.to_string()))?;
+    provider.set_invoker(Arc::new(NatsInvoker {
+        client: client.clone(),
+        lattice: host.lattice.clone(),
+        key: Arc::new(nkeys::KeyPair::new_user()),
+    }));
     provider
         .init(&InitContext {
             provider_id: host.provider_id.clone(),
@@ -178,6 +184,71 @@ pub async fn serve<P: Provider>(
     let result = provider.shutdown().await;
     let _ = client.flush().await;
     result
+}
+
+/// Runs components' HTTP handlers over NATS, signed with this process's own user key
+/// (a provider calls components without a link of theirs, like `trellis call`).
+struct NatsInvoker {
+    client: async_nats::Client,
+    lattice: String,
+    key: Arc<nkeys::KeyPair>,
+}
+
+/// How long a component may take to answer an HTTP request sent over NATS.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[async_trait::async_trait]
+impl ComponentInvoker for NatsInvoker {
+    async fn handle_http(
+        &self,
+        component: &str,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, String> {
+        let call = CallRequest {
+            caller: rpc::Caller {
+                key: self.key.public_key(),
+                component_id: None,
+                link_name: trellis_protocol::ctl::DEFAULT_LINK_NAME.into(),
+            },
+            lattice: self.lattice.clone(),
+            target: component.to_string(),
+            interface: INCOMING_HANDLER.into(),
+            function: HANDLE.into(),
+            timeout_ms: u64::try_from(HTTP_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+            sent_at_ms: rpc::now_ms(),
+            args: vec![wire::arg(&request)],
+        };
+        let frame = rpc::sign(&call, &self.key).map_err(|e| e.to_string())?;
+        let subject = rpc::call_subject(&self.lattice, component, INCOMING_HANDLER, HANDLE);
+        let reply =
+            match tokio::time::timeout(HTTP_TIMEOUT, self.client.request(subject, frame.into()))
+                .await
+            {
+                Err(_) => {
+                    return Err(format!(
+                        "component `{component}` did not answer within {HTTP_TIMEOUT:?}"
+                    ));
+                }
+                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    return Err(format!(
+                        "component `{component}` is not running in lattice `{}`",
+                        self.lattice
+                    ));
+                }
+                Ok(Err(e)) => {
+                    return Err(format!("request to component `{component}` failed: {e}"));
+                }
+                Ok(Ok(reply)) => reply,
+            };
+        match rpc::decode_reply(&reply.payload).map_err(|e| e.to_string())? {
+            CallReply::Ok(values) => {
+                let value = values.into_iter().next().unwrap_or(rmpv::Value::Nil);
+                rmpv::ext::from_value(value)
+                    .map_err(|e| format!("malformed response from component `{component}`: {e}"))
+            }
+            CallReply::Err(e) => Err(format!("component `{component}`: {e}")),
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -87,7 +87,13 @@ impl Capabilities {
 /// The lifecycle of a provider.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
-    /// Called once before anything else.
+    /// Called once, before [`Provider::init`]: how this provider reaches components (for
+    /// providers that call them, such as an HTTP server). Others ignore it.
+    fn set_invoker(&self, invoker: Arc<dyn crate::http::ComponentInvoker>) {
+        let _ = invoker;
+    }
+
+    /// Called once before anything else (after [`Provider::set_invoker`]).
     async fn init(&self, init: &InitContext) -> Result<(), ProviderError> {
         let _ = init;
         Ok(())

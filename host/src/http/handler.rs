@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_http::WasiHttpView;
@@ -61,10 +61,14 @@ enum Outcome {
 /// when the guest is blocked on I/O or the client stops reading. If the guest traps after
 /// sending the response head, the body ends with an error (the client sees a broken
 /// response, never a truncated one that looks complete).
-pub async fn handle(
+pub async fn handle<B>(
     component: Arc<Component>,
-    request: http::Request<Incoming>,
-) -> Response<ResponseBody> {
+    request: http::Request<B>,
+) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     let id = component.id().to_string();
     let Some(pre) = component.http().cloned() else {
         return text_response(

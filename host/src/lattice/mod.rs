@@ -13,6 +13,7 @@
 //! operation, never a silent success.
 
 mod control;
+mod http_calls;
 mod lattice_wide;
 mod providers;
 mod rpc;

@@ -229,6 +229,9 @@ async fn builtin(
         .await
         .map_err(|e| e.to_string())?;
     let provider = factory();
+    provider.set_invoker(Arc::new(super::http_calls::HostInvoker {
+        core: Arc::downgrade(core),
+    }));
     provider
         .init(&InitContext {
             provider_id: id.to_string(),

@@ -265,7 +265,7 @@ fn failure(kind: CallErrorKind, message: impl Into<String>) -> CallReply {
 }
 
 /// Verifies, authorizes and runs one call.
-async fn answer(core: &HostCore, component: &Component, frame: &[u8]) -> CallReply {
+async fn answer(core: &HostCore, component: &Arc<Component>, frame: &[u8]) -> CallReply {
     let request = match rpc::open(frame) {
         Ok(r) => r,
         Err(e) => return failure(CallErrorKind::BadRequest, e.to_string()),
@@ -303,6 +303,11 @@ async fn answer(core: &HostCore, component: &Component, frame: &[u8]) -> CallRep
                     request.interface
                 ),
             );
+        }
+        if request.interface == trellis_provider_sdk::http::INCOMING_HANDLER
+            && request.function == trellis_provider_sdk::http::HANDLE
+        {
+            return super::http_calls::serve_http(component.clone(), request).await;
         }
         let Some(function) = component.exported_function(&request.interface, &request.function)
         else {
