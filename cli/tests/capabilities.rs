@@ -836,3 +836,43 @@ async fn http_through_the_http_server_provider_in_process() {
 async fn http_through_the_http_server_provider_out_of_process() {
     hello_through_the_http_server(Mode::OutOfProcess).await;
 }
+
+/// A provider process never outlives its host: SIGKILL the host (no chance to clean up) and
+/// the provider exits by itself, because its stdin — held by the host — closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_process_dies_with_its_killed_host() {
+    let nats = NatsServer::start().unwrap();
+    let url = nats.url();
+    let events = async_nats::connect(url.as_str()).await.unwrap();
+    let mut started = events
+        .subscribe("wasmbus.evt.test.provider_started")
+        .await
+        .unwrap();
+    let mut host = HostProcess::start(&url, &["zone=a"]);
+    let id = wait_for_hosts(&url, 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let provider = reference("keyvalue-memory", Mode::OutOfProcess);
+    ok(&url, &["provider", "start", &id, &provider, "mem"]);
+    let event = next_event(&mut started).await;
+    let pid = event["data"]["pid"]
+        .as_u64()
+        .expect("the event names the process id");
+    let alive = |pid: u64| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    assert!(alive(pid));
+    host.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "provider {pid} outlived its host"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

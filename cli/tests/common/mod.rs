@@ -50,6 +50,12 @@ impl HostProcess {
         Self(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
 
+    /// SIGKILL: the host gets no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.0.wait().unwrap()
