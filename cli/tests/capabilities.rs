@@ -876,3 +876,98 @@ async fn a_provider_process_dies_with_its_killed_host() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Named links: the component picks link `other` with `wasmcloud:bus/lattice.set-link-name`
+/// (here when its config says `link=other`), and its key-value calls go to that link's
+/// provider instead of the `default` one; the choice lasts one invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_links_route_to_their_own_provider() {
+    let lattice = TwoHosts::start();
+    let url = lattice.url();
+    let counter = signed(
+        &lattice.signer,
+        &lattice.dir,
+        "kv_counter",
+        &[
+            "wasi:keyvalue/store",
+            "wasi:keyvalue/atomics",
+            "wasi:config/store",
+        ],
+    );
+    let host = &lattice.ids[0];
+    for id in ["mem-a", "mem-b"] {
+        ok(
+            &url,
+            &["provider", "start", host, "builtin://keyvalue-memory", id],
+        );
+        wait_listed(&url, host, "providers", id);
+    }
+    let kv = [
+        "wasi:keyvalue",
+        "--interface",
+        "store",
+        "--interface",
+        "atomics",
+    ];
+    let mut put = vec!["link", "put", "counter", "mem-a"];
+    put.extend(kv);
+    ok(&url, &put);
+    let mut put = vec!["link", "put", "counter", "mem-b"];
+    put.extend(kv);
+    put.extend(["--link-name", "other"]);
+    ok(&url, &put);
+    ok(&url, &["config", "put", "pick", "bucket=default"]);
+    ok(
+        &url,
+        &[
+            "scale", host, &counter, "counter", "--count", "10", "--config", "pick",
+        ],
+    );
+    wait_listed(&url, host, "components", "counter");
+    let client = reqwest::Client::new();
+    let addr = &lattice.http[0];
+    let increment = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = request(
+                &client,
+                addr,
+                "counter",
+                reqwest::Method::POST,
+                "/increment/n",
+                None,
+            )
+            .await;
+            if status == 200 {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{status}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(increment().await, "1", "default link: mem-a");
+    ok(
+        &url,
+        &["config", "put", "pick", "bucket=default", "link=other"],
+    );
+    // Config is live on the next invocation: now mem-b, a separate store.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = increment().await;
+        if value == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still on mem-a: {value}");
+    }
+    assert_eq!(increment().await, "2", "mem-b again");
+    ok(&url, &["config", "put", "pick", "bucket=default"]);
+    // Back on the default link: mem-a's counter goes from 1 to 2 (mem-b's is past 2).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = increment().await;
+        if value == "2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never back on mem-a: {value}");
+    }
+}

@@ -22,6 +22,7 @@ mod bindings {
                 import wasi:config/store@0.2.0-draft;
                 import wasi:keyvalue/store@0.2.0-draft;
                 import wasi:keyvalue/atomics@0.2.0-draft;
+                import wasmcloud:bus/lattice@1.0.0;
                 export wasi:http/incoming-handler@0.2.12;
             }
         "#,
@@ -29,6 +30,7 @@ mod bindings {
             "../../interfaces/wasi-http",
             "../../interfaces/wasi-keyvalue",
             "../../interfaces/wasi-config",
+            "../../interfaces/wasmcloud-bus/v1.0.0",
         ],
         generate_all,
     });
@@ -162,6 +164,18 @@ fn open_bucket() -> Result<wasi::keyvalue::store::Bucket, Reply> {
             return Err(Reply::new(500, format!("config error: {msg}\n")));
         }
     };
+    // Config key `link` picks a named link for the key-value calls that follow (wasmCloud's
+    // `set-link-name`); without it they use the link named `default`.
+    if let Ok(Some(link)) = wasi::config::store::get("link") {
+        use bindings::wasmcloud::bus::lattice::{CallTargetInterface, set_link_name};
+        set_link_name(
+            &link,
+            vec![
+                CallTargetInterface::new("wasi", "keyvalue", "store"),
+                CallTargetInterface::new("wasi", "keyvalue", "atomics"),
+            ],
+        );
+    }
     wasi::keyvalue::store::open(&identifier).map_err(|err| {
         Reply::new(
             500,
