@@ -114,6 +114,33 @@ impl TwoHosts {
         self.nats.url()
     }
 
+    /// The signed `kv-counter` example (granted key-value and config).
+    fn kv_counter(&self) -> String {
+        let grants = [
+            "wasi:keyvalue/store",
+            "wasi:keyvalue/atomics",
+            "wasi:config/store",
+        ];
+        signed(&self.signer, &self.dir, "kv_counter", &grants)
+    }
+
+    /// Links `counter`'s key-value imports to `provider`, with more `link put` flags.
+    fn link_counter(&self, provider: &str, flags: &[&str]) {
+        let mut args = vec![
+            "link",
+            "put",
+            "counter",
+            provider,
+            "wasi:keyvalue",
+            "--interface",
+            "store",
+            "--interface",
+            "atomics",
+        ];
+        args.extend(flags);
+        ok(&self.url(), &args);
+    }
+
     /// Starts provider `id` from `reference` on every host.
     fn provider_everywhere(&self, reference: &str, id: &str) {
         for host in &self.ids {
@@ -164,16 +191,7 @@ async fn request(
 async fn counter_from_two_hosts(reference: &str, link_config: Vec<String>) {
     let lattice = TwoHosts::start();
     let url = lattice.url();
-    let counter = signed(
-        &lattice.signer,
-        &lattice.dir,
-        "kv_counter",
-        &[
-            "wasi:keyvalue/store",
-            "wasi:keyvalue/atomics",
-            "wasi:config/store",
-        ],
-    );
+    let counter = lattice.kv_counter();
     let mut put = vec!["config".to_string(), "put".into(), "kv-link".into()];
     put.extend(link_config);
     ok(&url, &put.iter().map(String::as_str).collect::<Vec<_>>());
@@ -183,22 +201,7 @@ async fn counter_from_two_hosts(reference: &str, link_config: Vec<String>) {
         &["config", "put", "counter", &format!("bucket={bucket}")],
     );
     lattice.provider_everywhere(reference, "kv");
-    ok(
-        &url,
-        &[
-            "link",
-            "put",
-            "counter",
-            "kv",
-            "wasi:keyvalue",
-            "--interface",
-            "store",
-            "--interface",
-            "atomics",
-            "--target-config",
-            "kv-link",
-        ],
-    );
+    lattice.link_counter("kv", &["--target-config", "kv-link"]);
     lattice.component_everywhere(&counter, "counter", &["counter"]);
 
     let client = reqwest::Client::new();
@@ -508,16 +511,7 @@ async fn a_killed_provider_process_is_restarted() {
         .subscribe("wasmbus.evt.test.provider_started")
         .await
         .unwrap();
-    let counter = signed(
-        &lattice.signer,
-        &lattice.dir,
-        "kv_counter",
-        &[
-            "wasi:keyvalue/store",
-            "wasi:keyvalue/atomics",
-            "wasi:config/store",
-        ],
-    );
+    let counter = lattice.kv_counter();
     ok(
         &url,
         &["config", "put", "kv-link", &format!("url={}", redis.url())],
@@ -537,22 +531,7 @@ async fn a_killed_provider_process_is_restarted() {
     let pid = first["data"]["pid"]
         .as_u64()
         .expect("the event names the process id");
-    ok(
-        &url,
-        &[
-            "link",
-            "put",
-            "counter",
-            "kv",
-            "wasi:keyvalue",
-            "--interface",
-            "store",
-            "--interface",
-            "atomics",
-            "--target-config",
-            "kv-link",
-        ],
-    );
+    lattice.link_counter("kv", &["--target-config", "kv-link"]);
     lattice.component_everywhere(&counter, "counter", &[]);
     let client = reqwest::Client::new();
     let addr = &lattice.http[1];
@@ -621,16 +600,7 @@ async fn next_event(events: &mut async_nats::Subscriber) -> serde_json::Value {
 async fn a_missing_link_is_named_and_logged_once() {
     let lattice = TwoHosts::start();
     let url = lattice.url();
-    let counter = signed(
-        &lattice.signer,
-        &lattice.dir,
-        "kv_counter",
-        &[
-            "wasi:keyvalue/store",
-            "wasi:keyvalue/atomics",
-            "wasi:config/store",
-        ],
-    );
+    let counter = lattice.kv_counter();
     lattice.component_everywhere(&counter, "counter", &[]);
     let client = reqwest::Client::new();
     for _ in 0..3 {
@@ -657,20 +627,7 @@ async fn a_missing_link_is_named_and_logged_once() {
     assert_eq!(logged, 1, "logged {logged} times:\n{log}");
 
     // A provider that is linked but not running anywhere: named, no hang.
-    ok(
-        &url,
-        &[
-            "link",
-            "put",
-            "counter",
-            "nowhere",
-            "wasi:keyvalue",
-            "--interface",
-            "store",
-            "--interface",
-            "atomics",
-        ],
-    );
+    lattice.link_counter("nowhere", &[]);
     let started = Instant::now();
     let (status, body) = request(
         &client,
@@ -688,20 +645,7 @@ async fn a_missing_link_is_named_and_logged_once() {
     // Link to a running provider: the next request works.
     lattice.provider_everywhere("builtin://keyvalue-memory", "mem");
     ok(&url, &["link", "del", "counter", "wasi:keyvalue"]);
-    ok(
-        &url,
-        &[
-            "link",
-            "put",
-            "counter",
-            "mem",
-            "wasi:keyvalue",
-            "--interface",
-            "store",
-            "--interface",
-            "atomics",
-        ],
-    );
+    lattice.link_counter("mem", &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = request(
@@ -884,16 +828,7 @@ async fn a_provider_process_dies_with_its_killed_host() {
 async fn named_links_route_to_their_own_provider() {
     let lattice = TwoHosts::start();
     let url = lattice.url();
-    let counter = signed(
-        &lattice.signer,
-        &lattice.dir,
-        "kv_counter",
-        &[
-            "wasi:keyvalue/store",
-            "wasi:keyvalue/atomics",
-            "wasi:config/store",
-        ],
-    );
+    let counter = lattice.kv_counter();
     let host = &lattice.ids[0];
     for id in ["mem-a", "mem-b"] {
         ok(
@@ -902,20 +837,8 @@ async fn named_links_route_to_their_own_provider() {
         );
         wait_listed(&url, host, "providers", id);
     }
-    let kv = [
-        "wasi:keyvalue",
-        "--interface",
-        "store",
-        "--interface",
-        "atomics",
-    ];
-    let mut put = vec!["link", "put", "counter", "mem-a"];
-    put.extend(kv);
-    ok(&url, &put);
-    let mut put = vec!["link", "put", "counter", "mem-b"];
-    put.extend(kv);
-    put.extend(["--link-name", "other"]);
-    ok(&url, &put);
+    lattice.link_counter("mem-a", &[]);
+    lattice.link_counter("mem-b", &["--link-name", "other"]);
     ok(&url, &["config", "put", "pick", "bucket=default"]);
     ok(
         &url,

@@ -75,6 +75,41 @@ pub struct CallRequest {
     pub args: Vec<rmpv::Value>,
 }
 
+impl Caller {
+    /// `key` calling, for `component_id` when a component calls, through `link_name`.
+    pub fn new(key: impl Into<String>, component_id: Option<&str>, link_name: &str) -> Self {
+        Self {
+            key: key.into(),
+            component_id: component_id.map(str::to_string),
+            link_name: link_name.to_string(),
+        }
+    }
+}
+
+impl CallRequest {
+    /// A call sent now, which the callee may work on for `timeout`.
+    pub fn new(
+        caller: Caller,
+        lattice: &str,
+        target: &str,
+        interface: &str,
+        function: &str,
+        timeout: std::time::Duration,
+        args: Vec<rmpv::Value>,
+    ) -> Self {
+        Self {
+            caller,
+            lattice: lattice.to_string(),
+            target: target.to_string(),
+            interface: interface.to_string(),
+            function: function.to_string(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            sent_at_ms: now_ms(),
+            args,
+        }
+    }
+}
+
 /// The frame on the wire: `request` is the MessagePack encoding of a [`CallRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedCall {

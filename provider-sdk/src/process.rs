@@ -170,7 +170,6 @@ pub async fn serve<P: Provider>(
                     let (reply, stop) = answer(&*provider, &capabilities, &host, &message.payload).await;
                     if let Some(inbox) = message.reply {
                         let _ = client.publish(inbox, rpc::encode_reply(&reply).into()).await;
-                        let _ = client.flush().await;
                     }
                     if stop {
                         let _ = shutdown.send(true);
@@ -204,20 +203,19 @@ impl ComponentInvoker for NatsInvoker {
         component: &str,
         request: HttpRequest,
     ) -> Result<HttpResponse, String> {
-        let call = CallRequest {
-            caller: rpc::Caller {
-                key: self.key.public_key(),
-                component_id: None,
-                link_name: trellis_protocol::ctl::DEFAULT_LINK_NAME.into(),
-            },
-            lattice: self.lattice.clone(),
-            target: component.to_string(),
-            interface: INCOMING_HANDLER.into(),
-            function: HANDLE.into(),
-            timeout_ms: u64::try_from(HTTP_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
-            sent_at_ms: rpc::now_ms(),
-            args: vec![wire::arg(&request)],
-        };
+        let call = CallRequest::new(
+            rpc::Caller::new(
+                self.key.public_key(),
+                None,
+                trellis_protocol::ctl::DEFAULT_LINK_NAME,
+            ),
+            &self.lattice,
+            component,
+            INCOMING_HANDLER,
+            HANDLE,
+            HTTP_TIMEOUT,
+            vec![wire::arg(&request)],
+        );
         let frame = rpc::sign(&call, &self.key).map_err(|e| e.to_string())?;
         let subject = rpc::call_subject(&self.lattice, component, INCOMING_HANDLER, HANDLE);
         let reply =

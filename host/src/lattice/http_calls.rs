@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use trellis_protocol::rpc::{self, CallError, CallErrorKind, CallReply, CallRequest, Caller};
+use trellis_protocol::ctl::DEFAULT_LINK_NAME;
+use trellis_protocol::rpc::{CallError, CallErrorKind, CallReply, CallRequest, Caller};
 use trellis_provider_sdk::http::{
     ComponentInvoker, HANDLE, HttpRequest, HttpResponse, INCOMING_HANDLER,
 };
@@ -118,20 +119,15 @@ impl ComponentInvoker for HostInvoker {
         if let Some(local) = local {
             return run(local, request).await;
         }
-        let call = CallRequest {
-            caller: Caller {
-                key: core.identity.host_id.clone(),
-                component_id: None,
-                link_name: trellis_protocol::ctl::DEFAULT_LINK_NAME.into(),
-            },
-            lattice: core.identity.lattice.clone(),
-            target: component.to_string(),
-            interface: INCOMING_HANDLER.into(),
-            function: HANDLE.into(),
-            timeout_ms: u64::try_from(REMOTE_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
-            sent_at_ms: rpc::now_ms(),
-            args: vec![arg(&request)],
-        };
+        let call = CallRequest::new(
+            Caller::new(&core.identity.host_id, None, DEFAULT_LINK_NAME),
+            &core.identity.lattice,
+            component,
+            INCOMING_HANDLER,
+            HANDLE,
+            REMOTE_TIMEOUT,
+            vec![arg(&request)],
+        );
         let started = Instant::now();
         match exchange(&core, &call, REMOTE_TIMEOUT).await {
             Ok(CallReply::Ok(values)) => {

@@ -504,20 +504,15 @@ impl Transport for ProviderTransport {
                 self.target
             )));
         }
-        let request = CallRequest {
-            caller: Caller {
-                key: core.identity.host_id.clone(),
-                component_id: Some(cx.source_id.clone()),
-                link_name: cx.link_name.clone(),
-            },
-            lattice: core.identity.lattice.clone(),
-            target: self.target.clone(),
-            interface: interface.to_string(),
-            function: function.to_string(),
-            timeout_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
-            sent_at_ms: rpc::now_ms(),
+        let request = CallRequest::new(
+            Caller::new(&core.identity.host_id, Some(&cx.source_id), &cx.link_name),
+            &core.identity.lattice,
+            &self.target,
+            interface,
+            function,
+            remaining,
             args,
-        };
+        );
         let target = &self.target;
         match exchange(&core, &request, remaining).await {
             Ok(CallReply::Ok(values)) => Ok(values),

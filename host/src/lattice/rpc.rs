@@ -123,20 +123,15 @@ async fn call_remote(
     if remaining.is_zero() {
         anyhow::bail!("no time left to call {what}: the caller's deadline has passed");
     }
-    let request = CallRequest {
-        caller: Caller {
-            key: core.identity.host_id.clone(),
-            component_id: Some(call.caller.to_string()),
-            link_name: link_name.to_string(),
-        },
-        lattice: core.identity.lattice.clone(),
-        target: target.to_string(),
-        interface: call.interface.to_string(),
-        function: call.function.to_string(),
-        timeout_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
-        sent_at_ms: rpc::now_ms(),
+    let request = CallRequest::new(
+        Caller::new(&core.identity.host_id, Some(&call.caller), link_name),
+        &core.identity.lattice,
+        target,
+        &call.interface,
+        &call.function,
+        remaining,
         args,
-    };
+    );
     let reply = exchange(core, &request, remaining).await.map_err(|e| match e {
         Exchange::NoResponders => anyhow::anyhow!(
             "no instance of component `{target}` is running in lattice `{}` (the link from `{}` names it for `{}`); scale it onto a host with `trellis scale`",
@@ -386,20 +381,15 @@ pub async fn call_as_client(
     timeout: Duration,
 ) -> anyhow::Result<Vec<rmpv::Value>> {
     let key = trellis_protocol::keys::KeyKind::User.generate();
-    let request = CallRequest {
-        caller: Caller {
-            key: key.public_key(),
-            component_id: None,
-            link_name: DEFAULT_LINK_NAME.into(),
-        },
-        lattice: lattice.into(),
-        target: target.into(),
-        interface: interface.into(),
-        function: function.into(),
-        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        sent_at_ms: rpc::now_ms(),
+    let request = CallRequest::new(
+        Caller::new(key.public_key(), None, DEFAULT_LINK_NAME),
+        lattice,
+        target,
+        interface,
+        function,
+        timeout,
         args,
-    };
+    );
     let frame = rpc::sign(&request, &key)?;
     let subject = rpc::call_subject(lattice, target, interface, function);
     let reply = match tokio::time::timeout(timeout, client.request(subject, frame.into())).await {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt as _;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use trellis_protocol::rpc::{self, CallReply, CallRequest, Caller};
+use trellis_protocol::rpc::{CallReply, CallRequest, Caller};
 use trellis_provider_sdk::process::HostData;
 use trellis_provider_sdk::wire::{self, arg};
 use trellis_provider_sdk::{Capabilities, HealthStatus, LinkConfig, Provider, ProviderError};
@@ -146,20 +146,19 @@ async fn lifecycle(
     args: Vec<rmpv::Value>,
     timeout: Duration,
 ) -> Result<Vec<rmpv::Value>, String> {
-    let request = CallRequest {
-        caller: Caller {
-            key: core.identity.host_id.clone(),
-            component_id: None,
-            link_name: trellis_protocol::ctl::DEFAULT_LINK_NAME.into(),
-        },
-        lattice: core.identity.lattice.clone(),
-        target: wire::lifecycle_target(id, &core.identity.host_id),
-        interface: wire::LIFECYCLE.into(),
-        function: function.into(),
-        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        sent_at_ms: rpc::now_ms(),
+    let request = CallRequest::new(
+        Caller::new(
+            &core.identity.host_id,
+            None,
+            trellis_protocol::ctl::DEFAULT_LINK_NAME,
+        ),
+        &core.identity.lattice,
+        &wire::lifecycle_target(id, &core.identity.host_id),
+        wire::LIFECYCLE,
+        function,
+        timeout,
         args,
-    };
+    );
     match exchange(core, &request, timeout).await {
         Ok(CallReply::Ok(values)) => Ok(values),
         Ok(CallReply::Err(e)) => Err(format!("provider `{id}` refused `{function}`: {e}")),
