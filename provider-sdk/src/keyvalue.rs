@@ -12,7 +12,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::link::CallContext;
+use std::collections::BTreeMap;
+
+use crate::link::{CallContext, positive_setting};
+use crate::provider::ProviderError;
 
 /// The interfaces a key-value provider serves.
 pub const INTERFACES: [&str; 3] = [
@@ -20,6 +23,14 @@ pub const INTERFACES: [&str; 3] = [
     "wasi:keyvalue/atomics",
     "wasi:keyvalue/batch",
 ];
+
+/// The link target config key for how many keys one `list-keys` call returns at most.
+pub const PAGE_SIZE: &str = "page_size";
+/// The `list-keys` page size when a link does not set `page_size`.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// The arguments of `trellis link put` that link a component to a key-value provider.
+pub const LINK_PUT_ARGS: &str = "wasi:keyvalue --interface store,atomics,batch";
 
 /// `wasi:keyvalue/store.error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -154,4 +165,80 @@ pub fn add_to_counter(key: &str, current: u64, delta: u64) -> Result<u64, KvErro
             "cannot increment `{key}` by {delta}: {current} + {delta} overflows u64"
         ))
     })
+}
+
+/// The `page_size` a link's target config sets: a whole number above 0, or
+/// [`DEFAULT_PAGE_SIZE`] when it sets none.
+pub fn page_size(config: &BTreeMap<String, String>) -> Result<usize, ProviderError> {
+    positive_setting(config, PAGE_SIZE, DEFAULT_PAGE_SIZE)
+}
+
+/// The error for a call through a link a key-value provider was not given: it names the
+/// component and the link, and gives the `trellis link put` command that makes one.
+///
+/// `provider` describes the provider (`"the Redis key-value provider"`), `provider_id` is its
+/// id in the lattice (see [`crate::ProviderIdCell`]), and `target_config` an example of the
+/// setting a link needs (`"url=redis://HOST:PORT"`), if it needs one.
+pub fn unknown_link(
+    cx: &CallContext,
+    provider: &str,
+    provider_id: &str,
+    target_config: Option<&str>,
+) -> KvError {
+    let (component, link) = (&cx.source_id, &cx.link_name);
+    let config = match target_config {
+        Some(example) => format!(" --target-config NAME` (NAME holding `{example}`)"),
+        None => "`".to_string(),
+    };
+    KvError::Other(format!(
+        "component `{component}` has no link named `{link}` to {provider}: put one with \
+         `trellis link put {component} {provider_id} {LINK_PUT_ARGS} --link-name {link}{config}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_defaults_and_must_be_positive() {
+        let config = |v: &str| BTreeMap::from([(PAGE_SIZE.to_string(), v.to_string())]);
+        assert_eq!(page_size(&BTreeMap::new()), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(&config("2")), Ok(2));
+        let err = page_size(&config("0")).unwrap_err();
+        assert!(
+            err.0.contains("`page_size`") && err.0.contains("`0`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_links_say_how_to_put_one() {
+        let cx = CallContext::new("counter", "cache");
+        let KvError::Other(plain) =
+            unknown_link(&cx, "the in-memory key-value provider", "kv", None)
+        else {
+            panic!("not Other");
+        };
+        assert_eq!(
+            plain,
+            "component `counter` has no link named `cache` to the in-memory key-value provider: \
+             put one with `trellis link put counter kv wasi:keyvalue --interface \
+             store,atomics,batch --link-name cache`"
+        );
+        let KvError::Other(with_config) = unknown_link(
+            &cx,
+            "the Redis key-value provider",
+            "PROVIDER_ID",
+            Some("url=redis://HOST:PORT"),
+        ) else {
+            panic!("not Other");
+        };
+        assert!(
+            with_config.ends_with(
+                "--link-name cache --target-config NAME` (NAME holding `url=redis://HOST:PORT`)"
+            ),
+            "{with_config}"
+        );
+    }
 }

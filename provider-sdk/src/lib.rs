@@ -34,7 +34,9 @@ pub mod sql;
 pub mod wire;
 
 pub use link::{CallContext, LinkConfig, LinkTable};
-pub use provider::{Capabilities, HealthStatus, InitContext, Provider, ProviderError};
+pub use provider::{
+    Capabilities, HealthStatus, InitContext, Provider, ProviderError, ProviderIdCell,
+};
 
 /// Re-exported so that providers implement the traits with the same macro version.
 pub use async_trait::async_trait;

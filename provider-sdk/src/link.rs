@@ -9,6 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::provider::ProviderError;
+
 /// The link a call came through: which component called, and the link's name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CallContext {
@@ -57,6 +59,50 @@ impl LinkConfig {
             component: self.target.clone(),
             link_name: self.link_name.clone(),
         }
+    }
+}
+
+/// The first of `keys` that a link config sets to something other than blanks, trimmed.
+///
+/// For settings with several accepted spellings, in order of preference:
+/// `setting(config, &["cluster_uri", "url"])`.
+pub fn setting<'a>(config: &'a BTreeMap<String, String>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .filter_map(|key| config.get(*key))
+        .map(|value| value.trim())
+        .find(|value| !value.is_empty())
+}
+
+/// The whole number above 0 that a link config sets under `key`, or `default` when the key is
+/// absent. Anything else is refused with a message naming the key and the value.
+pub fn positive_setting(
+    config: &BTreeMap<String, String>,
+    key: &str,
+    default: usize,
+) -> Result<usize, ProviderError> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ProviderError::new(format!(
+                "link setting `{key}` must be a whole number above 0, not `{text}`"
+            ))),
+        },
+    }
+}
+
+/// `url` with its user info (`user:password@`, or a bare token such as NATS's `token@`)
+/// replaced by `***@`, for messages and logs. A URL without a scheme is read as an authority
+/// (`token@host:4222`); anything without `@` before the path comes back as it is.
+pub fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -143,6 +189,54 @@ impl<T> LinkTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn settings_take_the_first_spelling_that_is_set() {
+        let both = config(&[("cluster_uri", " nats://a:1 "), ("url", "nats://b:2")]);
+        assert_eq!(setting(&both, &["cluster_uri", "url"]), Some("nats://a:1"));
+        let blank = config(&[("cluster_uri", "  "), ("url", "nats://b:2")]);
+        assert_eq!(setting(&blank, &["cluster_uri", "url"]), Some("nats://b:2"));
+        assert_eq!(setting(&config(&[]), &["cluster_uri", "url"]), None);
+        assert_eq!(setting(&config(&[("dir", "")]), &["dir"]), None);
+    }
+
+    #[test]
+    fn positive_settings_name_the_key_and_value_when_refused() {
+        assert_eq!(positive_setting(&config(&[]), "page_size", 10), Ok(10));
+        let seven = config(&[("page_size", " 7 ")]);
+        assert_eq!(positive_setting(&seven, "page_size", 10), Ok(7));
+        for bad in ["0", "-1", "many", ""] {
+            let err =
+                positive_setting(&config(&[("page_size", bad)]), "page_size", 10).unwrap_err();
+            assert_eq!(
+                err.0,
+                format!("link setting `page_size` must be a whole number above 0, not `{bad}`")
+            );
+        }
+    }
+
+    #[test]
+    fn user_info_never_reaches_messages() {
+        assert_eq!(
+            redact_userinfo("redis://user:secret@host:6379/1"),
+            "redis://***@host:6379/1"
+        );
+        assert_eq!(
+            redact_userinfo("nats://u:p@host:4222"),
+            "nats://***@host:4222"
+        );
+        assert_eq!(redact_userinfo("token@host:4222"), "***@host:4222");
+        assert_eq!(redact_userinfo("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_userinfo("redis://host/a@b"), "redis://host/a@b");
+        assert_eq!(redact_userinfo("not a url"), "not a url");
+    }
 
     #[test]
     fn calls_find_the_state_of_their_link() {

@@ -8,7 +8,7 @@
 //! provider implements only what it needs.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,32 @@ pub struct InitContext {
     pub host_id: String,
     /// The named configs given at start, merged in order.
     pub config: BTreeMap<String, String>,
+}
+
+/// A provider's own id, remembered at [`Provider::init`] so that messages can show the
+/// exact `trellis link put … PROVIDER_ID …` command to run.
+#[derive(Debug, Default)]
+pub struct ProviderIdCell(RwLock<String>);
+
+impl ProviderIdCell {
+    /// The placeholder [`ProviderIdCell::get`] answers before `init`.
+    pub const PLACEHOLDER: &'static str = "PROVIDER_ID";
+
+    /// Remembers the id `init` gave (call it from [`Provider::init`]).
+    pub fn remember(&self, init: &InitContext) {
+        let mut id = self.0.write().unwrap_or_else(|p| p.into_inner());
+        id.clone_from(&init.provider_id);
+    }
+
+    /// The id, or [`ProviderIdCell::PLACEHOLDER`] while none is known.
+    pub fn get(&self) -> String {
+        let id = self.0.read().unwrap_or_else(|p| p.into_inner());
+        if id.is_empty() {
+            Self::PLACEHOLDER.to_string()
+        } else {
+            id.clone()
+        }
+    }
 }
 
 /// The answer to a health check.
@@ -141,4 +167,20 @@ pub trait Provider: Send + Sync + 'static {
 
     /// The capabilities served (usually `self` as each trait it implements).
     fn capabilities(self: Arc<Self>) -> Capabilities;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_id_is_a_placeholder_until_init() {
+        let id = ProviderIdCell::default();
+        assert_eq!(id.get(), "PROVIDER_ID");
+        id.remember(&InitContext {
+            provider_id: "kv-redis".into(),
+            ..InitContext::default()
+        });
+        assert_eq!(id.get(), "kv-redis");
+    }
 }

@@ -69,23 +69,25 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
-use trellis_provider_sdk::keyvalue::{KeyPage, KeyValue, KvError, add_to_counter, parse_counter};
+use trellis_provider_sdk::keyvalue::{
+    self, KeyPage, KeyValue, KvError, add_to_counter, parse_counter,
+};
+use trellis_provider_sdk::link::setting;
 use trellis_provider_sdk::{
     CallContext, Capabilities, HealthStatus, InitContext, LinkConfig, LinkTable, Provider,
-    ProviderError, async_trait,
+    ProviderError, ProviderIdCell, async_trait,
 };
 
 /// The link target config key naming the directory of bucket files.
 pub const DIR: &str = "dir";
-/// The link target config key for the `list-keys` page size.
-pub const PAGE_SIZE: &str = "page_size";
-/// `list-keys` page size when the link does not set `page_size`.
-pub const DEFAULT_PAGE_SIZE: usize = 1000;
+/// The link target config key for the `list-keys` page size, and its default: the SDK's, as
+/// every key-value provider reads `page_size` the same way ([`keyvalue::page_size`]).
+pub use trellis_provider_sdk::keyvalue::{DEFAULT_PAGE_SIZE, PAGE_SIZE};
 /// The longest encoded bucket name (file systems allow 255 bytes per name; leave room for the
 /// `.json.lock` and temporary-file decorations).
 const MAX_FILE_STEM: usize = 200;
@@ -109,7 +111,7 @@ impl LinkState {
     fn from_config(config: &BTreeMap<String, String>) -> Result<Self, ProviderError> {
         Ok(Self {
             dir: usable_dir(config)?,
-            page_size: page_size(config)?,
+            page_size: keyvalue::page_size(config)?,
         })
     }
 }
@@ -122,13 +124,10 @@ fn usable_dir(config: &BTreeMap<String, String>) -> Result<PathBuf, ProviderErro
          `trellis link put COMPONENT PROVIDER wasi:keyvalue --interface store --interface \
          atomics --target-config kv-files`"
     );
-    let raw = match config.get(DIR).map(|d| d.trim()) {
-        Some(dir) if !dir.is_empty() => dir,
-        _ => {
-            return Err(ProviderError::new(format!(
-                "the link has no `{DIR}` setting: {fix}"
-            )));
-        }
+    let Some(raw) = setting(config, &[DIR]) else {
+        return Err(ProviderError::new(format!(
+            "the link has no `{DIR}` setting: {fix}"
+        )));
     };
     let dir = Path::new(raw);
     if !dir.is_absolute() {
@@ -154,19 +153,6 @@ fn usable_dir(config: &BTreeMap<String, String>) -> Result<PathBuf, ProviderErro
     // Leaving the probe behind would be harmless; removing it keeps the directory tidy.
     let _ = fs::remove_file(&probe);
     Ok(dir)
-}
-
-/// The `page_size` of a link.
-fn page_size(config: &BTreeMap<String, String>) -> Result<usize, ProviderError> {
-    match config.get(PAGE_SIZE) {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(text) => match text.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(ProviderError::new(format!(
-                "link setting `{PAGE_SIZE}` must be a whole number above 0, not `{text}`"
-            ))),
-        },
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,7 +373,7 @@ pub struct FileKvProvider {
     /// Per-link state: filled by link put, emptied by link delete, read by every call.
     links: LinkTable<LinkState>,
     /// This provider's id in the lattice, learnt at `init`, for error messages.
-    provider_id: RwLock<String>,
+    provider_id: ProviderIdCell,
 }
 
 impl FileKvProvider {
@@ -402,26 +388,13 @@ impl FileKvProvider {
     /// This is **the CallContext / LinkTable pattern**: the host tells the provider who is
     /// calling (`cx.source_id`) and through which link (`cx.link_name`); the provider looks
     /// that link up in the table its link callbacks filled. A call through a link it was never
-    /// given (or one deleted since) is refused with a message saying how to put it.
+    /// given (or one deleted since) is refused with the SDK's standard message, which names
+    /// the component and the link and gives the `trellis link put` command to run.
     fn link(&self, cx: &CallContext) -> Result<Arc<LinkState>, KvError> {
         self.links.get(cx).ok_or_else(|| {
-            let provider = self
-                .provider_id
-                .read()
-                .map(|id| id.clone())
-                .unwrap_or_default();
-            let provider = if provider.is_empty() {
-                "PROVIDER_ID".to_string()
-            } else {
-                provider
-            };
-            KvError::Other(format!(
-                "component `{}` has no link named `{}` to the file key-value provider: put one \
-                 with `trellis link put {} {provider} wasi:keyvalue --interface store \
-                 --interface atomics --interface batch --link-name {} --target-config CONFIG` \
-                 where CONFIG sets `{DIR}`",
-                cx.source_id, cx.link_name, cx.source_id, cx.link_name
-            ))
+            let id = self.provider_id.get();
+            let example = Some("dir=/ABSOLUTE/PATH");
+            keyvalue::unknown_link(cx, "the file key-value provider", &id, example)
         })
     }
 
@@ -474,9 +447,7 @@ impl Provider for FileKvProvider {
     /// put. This provider only remembers its id for error messages. An `Err` here stops the
     /// start, and the host reports the message.
     async fn init(&self, init: &InitContext) -> Result<(), ProviderError> {
-        if let Ok(mut id) = self.provider_id.write() {
-            id.clone_from(&init.provider_id);
-        }
+        self.provider_id.remember(init);
         tracing::info!(provider = %init.provider_id, lattice = %init.lattice, "file key-value provider ready");
         Ok(())
     }
@@ -741,16 +712,6 @@ mod tests {
         match files.read() {
             Err(KvError::Other(m)) => assert!(m.contains("b.json"), "{m}"),
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn page_size_must_be_positive() {
-        let config = |v: &str| BTreeMap::from([(PAGE_SIZE.to_string(), v.to_string())]);
-        assert_eq!(page_size(&BTreeMap::new()).unwrap(), DEFAULT_PAGE_SIZE);
-        assert_eq!(page_size(&config(" 7 ")).unwrap(), 7);
-        for bad in ["0", "-1", "many"] {
-            assert!(page_size(&config(bad)).unwrap_err().0.contains(PAGE_SIZE));
         }
     }
 }

@@ -31,16 +31,18 @@
 //!   component and link, and how to put the link.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use trellis_provider_sdk::keyvalue::{KeyPage, KeyValue, KvError, add_to_counter, parse_counter};
+use trellis_provider_sdk::keyvalue::{
+    self, KeyPage, KeyValue, KvError, add_to_counter, parse_counter,
+};
 use trellis_provider_sdk::{
     CallContext, Capabilities, InitContext, LinkConfig, LinkTable, Provider, ProviderError,
-    async_trait,
+    ProviderIdCell, async_trait,
 };
 
 /// `list-keys` page size when the link does not set `page_size`.
-pub const DEFAULT_PAGE_SIZE: usize = 1000;
+pub use trellis_provider_sdk::keyvalue::DEFAULT_PAGE_SIZE;
 
 /// Bucket → key → value.
 type Buckets = HashMap<String, BTreeMap<String, Vec<u8>>>;
@@ -72,21 +74,8 @@ struct LinkState {
 impl LinkState {
     fn from_config(link: &LinkConfig) -> Result<Self, ProviderError> {
         Ok(Self {
-            page_size: page_size(&link.target_config)?,
+            page_size: keyvalue::page_size(&link.target_config)?,
         })
-    }
-}
-
-/// Reads `page_size` from a link's target config.
-fn page_size(config: &BTreeMap<String, String>) -> Result<usize, ProviderError> {
-    match config.get("page_size") {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(text) => match text.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(ProviderError::new(format!(
-                "link setting `page_size` must be a whole number above 0, not `{text}`"
-            ))),
-        },
     }
 }
 
@@ -95,7 +84,7 @@ fn page_size(config: &BTreeMap<String, String>) -> Result<usize, ProviderError> 
 pub struct MemoryProvider {
     store: MemoryStore,
     links: LinkTable<LinkState>,
-    provider_id: RwLock<String>,
+    provider_id: ProviderIdCell,
 }
 
 impl MemoryProvider {
@@ -119,29 +108,10 @@ impl MemoryProvider {
 
     fn link(&self, cx: &CallContext) -> Result<Arc<LinkState>, KvError> {
         self.links.get(cx).ok_or_else(|| {
-            let provider_id = self
-                .provider_id
-                .read()
-                .map(|id| id.clone())
-                .unwrap_or_default();
-            unknown_link(cx, &provider_id)
+            let id = self.provider_id.get();
+            keyvalue::unknown_link(cx, "the in-memory key-value provider", &id, None)
         })
     }
-}
-
-/// The error for a call through a link this provider was not given.
-fn unknown_link(cx: &CallContext, provider_id: &str) -> KvError {
-    let provider = if provider_id.is_empty() {
-        "PROVIDER_ID"
-    } else {
-        provider_id
-    };
-    KvError::Other(format!(
-        "component `{}` has no link named `{}` to the in-memory key-value provider: put one \
-         with `trellis link put {} {provider} wasi:keyvalue --interface store,atomics,batch \
-         --link-name {}`",
-        cx.source_id, cx.link_name, cx.source_id, cx.link_name
-    ))
 }
 
 /// `""` and `default` name the same bucket.
@@ -152,9 +122,7 @@ fn bucket_name(bucket: &str) -> &str {
 #[async_trait]
 impl Provider for MemoryProvider {
     async fn init(&self, init: &InitContext) -> Result<(), ProviderError> {
-        if let Ok(mut id) = self.provider_id.write() {
-            id.clone_from(&init.provider_id);
-        }
+        self.provider_id.remember(init);
         Ok(())
     }
 

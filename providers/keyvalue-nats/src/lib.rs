@@ -49,16 +49,22 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::jetstream::{self, kv};
 use futures::{StreamExt, TryStreamExt, future};
-use trellis_provider_sdk::keyvalue::{KeyPage, KeyValue, KvError, add_to_counter, parse_counter};
+use trellis_provider_sdk::keyvalue::{
+    self, KeyPage, KeyValue, KvError, add_to_counter, parse_counter,
+};
+use trellis_provider_sdk::link::setting;
 use trellis_provider_sdk::{
     CallContext, Capabilities, HealthStatus, InitContext, LinkConfig, LinkTable, Provider,
-    ProviderError, async_trait,
+    ProviderError, ProviderIdCell, async_trait,
 };
+
+/// `url` with any `user:password@` (or token) replaced by `***@`, for messages and logs.
+pub use trellis_provider_sdk::link::redact_userinfo as redact;
 
 /// The server used when a link sets neither `cluster_uri` nor `url`.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 /// `list-keys` page size when the link does not set `page_size`.
-pub const DEFAULT_PAGE_SIZE: usize = 1000;
+pub use trellis_provider_sdk::keyvalue::DEFAULT_PAGE_SIZE;
 
 /// How long connecting to NATS may take at link put.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,15 +85,7 @@ pub struct NatsSettings {
 impl NatsSettings {
     /// Reads `cluster_uri`/`url`, `js_domain` and `page_size`, with their defaults.
     pub fn from_config(config: &BTreeMap<String, String>) -> Result<Self, ProviderError> {
-        let setting = |name: &str| {
-            config
-                .get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let url = setting("cluster_uri")
-            .or_else(|| setting("url"))
-            .unwrap_or_else(|| DEFAULT_URL.to_string());
+        let url = setting(config, &["cluster_uri", "url"]).unwrap_or(DEFAULT_URL);
         let urls: Vec<String> = url
             .split(',')
             .map(|u| u.trim().to_string())
@@ -98,21 +96,10 @@ impl NatsSettings {
                 "link setting `cluster_uri` names no server: `{url}`"
             )));
         }
-        let page_size = match config.get("page_size") {
-            None => DEFAULT_PAGE_SIZE,
-            Some(text) => match text.trim().parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(ProviderError::new(format!(
-                        "link setting `page_size` must be a whole number above 0, not `{text}`"
-                    )));
-                }
-            },
-        };
         Ok(Self {
             urls,
-            js_domain: setting("js_domain"),
-            page_size,
+            js_domain: setting(config, &["js_domain"]).map(str::to_string),
+            page_size: keyvalue::page_size(config)?,
         })
     }
 
@@ -139,7 +126,7 @@ struct LinkState {
 /// The NATS JetStream key-value provider.
 pub struct NatsKvProvider {
     links: LinkTable<LinkState>,
-    provider_id: RwLock<String>,
+    provider_id: ProviderIdCell,
     /// Increments of keys that hash to one stripe run one at a time in this provider.
     increment_locks: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
@@ -149,7 +136,7 @@ impl Default for NatsKvProvider {
     fn default() -> Self {
         Self {
             links: LinkTable::new(),
-            provider_id: RwLock::new(String::new()),
+            provider_id: ProviderIdCell::default(),
             increment_locks: (0..INCREMENT_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -165,12 +152,9 @@ impl NatsKvProvider {
 
     fn link(&self, cx: &CallContext) -> Result<Arc<LinkState>, KvError> {
         self.links.get(cx).ok_or_else(|| {
-            let provider_id = self
-                .provider_id
-                .read()
-                .map(|id| id.clone())
-                .unwrap_or_default();
-            unknown_link(cx, &provider_id)
+            let id = self.provider_id.get();
+            let example = Some("cluster_uri=nats://HOST:PORT");
+            keyvalue::unknown_link(cx, "the NATS key-value provider", &id, example)
         })
     }
 
@@ -178,34 +162,6 @@ impl NatsKvProvider {
         let hash = self.hasher.hash_one((server, bucket, key));
         let stripe = (hash % INCREMENT_STRIPES as u64) as usize;
         &self.increment_locks[stripe % self.increment_locks.len()]
-    }
-}
-
-/// The error for a call through a link this provider was not given.
-fn unknown_link(cx: &CallContext, provider_id: &str) -> KvError {
-    let provider = if provider_id.is_empty() {
-        "PROVIDER_ID"
-    } else {
-        provider_id
-    };
-    KvError::Other(format!(
-        "component `{}` has no link named `{}` to the NATS key-value provider: put one with \
-         `trellis link put {} {provider} wasi:keyvalue --interface store,atomics,batch \
-         --link-name {} --target-config NAME` (NAME holding `cluster_uri=nats://HOST:PORT`)",
-        cx.source_id, cx.link_name, cx.source_id, cx.link_name
-    ))
-}
-
-/// `url` with any `user:password@` (or token) replaced by `***@`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}***{}", &rest[at..]),
-        None => url.to_string(),
     }
 }
 
@@ -339,9 +295,7 @@ impl LinkState {
 #[async_trait]
 impl Provider for NatsKvProvider {
     async fn init(&self, init: &InitContext) -> Result<(), ProviderError> {
-        if let Ok(mut id) = self.provider_id.write() {
-            id.clone_from(&init.provider_id);
-        }
+        self.provider_id.remember(init);
         Ok(())
     }
 
@@ -634,13 +588,6 @@ mod tests {
         assert!(!valid_key("with space"));
         assert!(!valid_key(""));
         assert_eq!(bucket_name(""), "default");
-    }
-
-    #[test]
-    fn credentials_never_reach_messages() {
-        assert_eq!(redact("nats://u:p@host:4222"), "nats://***@host:4222");
-        assert_eq!(redact("token@host:4222"), "***@host:4222");
-        assert_eq!(redact("nats://host:4222"), "nats://host:4222");
     }
 
     #[tokio::test]

@@ -36,20 +36,24 @@
 //!   component and link, and how to put the link.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use trellis_provider_sdk::keyvalue::{KeyPage, KeyValue, KvError};
+use trellis_provider_sdk::keyvalue::{self, KeyPage, KeyValue, KvError};
+use trellis_provider_sdk::link::setting;
 use trellis_provider_sdk::{
     CallContext, Capabilities, HealthStatus, InitContext, LinkConfig, LinkTable, Provider,
-    ProviderError, async_trait,
+    ProviderError, ProviderIdCell, async_trait,
 };
+
+/// `url` with any `user:password@` replaced by `***@`, for messages and logs.
+pub use trellis_provider_sdk::link::redact_userinfo as redact;
 
 /// The server used when a link sets no `url`.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// `SCAN`'s `COUNT` when the link does not set `page_size`.
-pub const DEFAULT_PAGE_SIZE: usize = 1000;
+pub use trellis_provider_sdk::keyvalue::DEFAULT_PAGE_SIZE;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,24 +70,12 @@ pub struct RedisSettings {
 impl RedisSettings {
     /// Reads `url`/`URL` and `page_size`, with their defaults.
     pub fn from_config(config: &BTreeMap<String, String>) -> Result<Self, ProviderError> {
-        let url = config
-            .get("url")
-            .or_else(|| config.get("URL"))
-            .map(|u| u.trim().to_string())
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_string());
-        let page_size = match config.get("page_size") {
-            None => DEFAULT_PAGE_SIZE,
-            Some(text) => match text.trim().parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(ProviderError::new(format!(
-                        "link setting `page_size` must be a whole number above 0, not `{text}`"
-                    )));
-                }
-            },
-        };
-        Ok(Self { url, page_size })
+        Ok(Self {
+            url: setting(config, &["url", "URL"])
+                .unwrap_or(DEFAULT_URL)
+                .to_string(),
+            page_size: keyvalue::page_size(config)?,
+        })
     }
 }
 
@@ -99,7 +91,7 @@ struct LinkState {
 #[derive(Default)]
 pub struct RedisProvider {
     links: LinkTable<LinkState>,
-    provider_id: RwLock<String>,
+    provider_id: ProviderIdCell,
 }
 
 impl RedisProvider {
@@ -109,41 +101,10 @@ impl RedisProvider {
 
     fn link(&self, cx: &CallContext) -> Result<Arc<LinkState>, KvError> {
         self.links.get(cx).ok_or_else(|| {
-            let provider_id = self
-                .provider_id
-                .read()
-                .map(|id| id.clone())
-                .unwrap_or_default();
-            unknown_link(cx, &provider_id)
+            let id = self.provider_id.get();
+            let example = Some("url=redis://HOST:PORT");
+            keyvalue::unknown_link(cx, "the Redis key-value provider", &id, example)
         })
-    }
-}
-
-/// The error for a call through a link this provider was not given.
-fn unknown_link(cx: &CallContext, provider_id: &str) -> KvError {
-    let provider = if provider_id.is_empty() {
-        "PROVIDER_ID"
-    } else {
-        provider_id
-    };
-    KvError::Other(format!(
-        "component `{}` has no link named `{}` to the Redis key-value provider: put one with \
-         `trellis link put {} {provider} wasi:keyvalue --interface store,atomics,batch \
-         --link-name {} --target-config NAME` (NAME holding `url=redis://HOST:PORT`)",
-        cx.source_id, cx.link_name, cx.source_id, cx.link_name
-    ))
-}
-
-/// `url` with any `user:password@` replaced by `***@`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
-        None => url.to_string(),
     }
 }
 
@@ -212,9 +173,7 @@ impl LinkState {
 #[async_trait]
 impl Provider for RedisProvider {
     async fn init(&self, init: &InitContext) -> Result<(), ProviderError> {
-        if let Ok(mut id) = self.provider_id.write() {
-            id.clone_from(&init.provider_id);
-        }
+        self.provider_id.remember(init);
         Ok(())
     }
 
@@ -511,16 +470,6 @@ mod tests {
         assert_eq!(redis_key("", "k"), "k");
         assert_eq!(redis_key("default", "k"), "k");
         assert_eq!(escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
-
-    #[test]
-    fn credentials_never_reach_messages() {
-        assert_eq!(
-            redact("redis://user:secret@host:6379/1"),
-            "redis://***@host:6379/1"
-        );
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-        assert_eq!(redact("not a url"), "not a url");
     }
 
     #[tokio::test]

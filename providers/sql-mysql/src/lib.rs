@@ -90,15 +90,20 @@ use mysql_async::{
     Column, Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value,
 };
 use trellis_provider_sdk::link::LinkKey;
-use trellis_provider_sdk::sql::{self, Row, Sql, SqlError, SqlValue};
+use trellis_provider_sdk::sql::{self, Database, Row, Sql, SqlError, SqlValue};
 use trellis_provider_sdk::{
     CallContext, Capabilities, HealthStatus, LinkConfig, LinkTable, Provider, ProviderError,
 };
 
-/// Connections per connection name when the link does not set `pool_size`.
-pub const DEFAULT_POOL_SIZE: usize = 8;
-/// The largest `pool_size` accepted.
-pub const MAX_POOL_SIZE: usize = 1024;
+/// Connections per connection name when the link does not set `pool_size`, and the largest
+/// `pool_size` accepted (the SDK's, shared by every SQL provider).
+pub use trellis_provider_sdk::sql::{DEFAULT_POOL_SIZE, MAX_POOL_SIZE};
+/// How this provider's messages name its database.
+const MYSQL: Database = Database {
+    name: "MySQL",
+    scheme: "mysql",
+    example_url: "mysql://user@host:3306/db",
+};
 /// How long a call waits for a connection (pool busy or server slow to answer).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a health check waits for a connection.
@@ -138,28 +143,11 @@ struct Connection {
 impl LinkPools {
     fn from_link(link: &LinkConfig) -> Result<Self, ProviderError> {
         let key = link.target_key();
-        let urls = connection_urls(&link.target_config).map_err(|e| {
-            ProviderError::new(format!(
-                "link '{}' from '{}': {e}",
-                key.link_name, key.component
-            ))
-        })?;
         let mut connections = BTreeMap::new();
-        for (name, (config_key, url)) in urls {
-            let size = pool_size(&link.target_config, &name).map_err(|e| {
-                ProviderError::new(format!(
-                    "link '{}' from '{}': {e}",
-                    key.link_name, key.component
-                ))
-            })?;
-            let display_url = redact_url(&url);
-            let opts = Opts::from_url(&url).map_err(|e| {
-                ProviderError::new(format!(
-                    "link '{}' from '{}': target config `{config_key}` = {display_url} is not a \
-                     MySQL URL ({e}); expected mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
-                    key.link_name, key.component
-                ))
-            })?;
+        for (name, settings) in sql::connection_settings(link, &MYSQL)? {
+            let size = settings.pool_size;
+            let opts =
+                Opts::from_url(&settings.url).map_err(|e| settings.not_a_url(&key, &MYSQL, e))?;
             let constraints = PoolConstraints::new(0, size).ok_or_else(|| {
                 ProviderError::new(format!("pool_size {size} is not a valid pool size"))
             })?;
@@ -172,8 +160,8 @@ impl LinkPools {
                 name,
                 Connection {
                     pool: Pool::new(builder),
-                    config_key,
-                    display_url,
+                    config_key: settings.config_key,
+                    display_url: settings.display_url,
                 },
             );
         }
@@ -185,17 +173,8 @@ impl LinkPools {
             let configured = self
                 .connections
                 .iter()
-                .map(|(name, c)| format!("'{name}' (`{}`)", c.config_key))
-                .collect::<Vec<_>>()
-                .join(", ");
-            SqlError::NoSuchConnection(format!(
-                "connection '{name}' is not configured on link '{}' from '{}'; configured: {}; \
-                 set target config key `{}` to reach it",
-                self.key.link_name,
-                self.key.component,
-                configured,
-                sql::url_key(name)
-            ))
+                .map(|(name, c)| (name.as_str(), c.config_key.as_str()));
+            sql::no_such_connection(&self.key, name, configured)
         })
     }
 
@@ -304,7 +283,7 @@ impl Provider for MysqlProvider {
 impl MysqlProvider {
     /// A connection of the link the call came through.
     async fn conn(&self, cx: &CallContext, name: &str) -> Result<Conn, SqlError> {
-        let pools = self.links.get(cx).ok_or_else(|| no_link(cx))?;
+        let pools = self.links.get(cx).ok_or_else(|| sql::no_link(cx, &MYSQL))?;
         let connection = pools.connection(name)?;
         connection.get(name, ACQUIRE_TIMEOUT).await
     }
@@ -361,88 +340,6 @@ impl Sql for MysqlProvider {
         let mut conn = self.conn(cx, connection).await?;
         conn.exec_drop(statement, params).await.map_err(map_error)?;
         Ok(conn.affected_rows())
-    }
-}
-
-fn no_link(cx: &CallContext) -> SqlError {
-    SqlError::NoSuchConnection(format!(
-        "no link named '{}' from component '{}' targets this SQL provider; put one with \
-         target config `url` (e.g. mysql://user@host:3306/db)",
-        cx.link_name, cx.source_id
-    ))
-}
-
-/// The connections a link's target config names: connection name → (config key, URL).
-fn connection_urls(
-    config: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, (String, String)>, String> {
-    let mut urls = BTreeMap::new();
-    for (key, value) in config {
-        let name = if key == "url" {
-            sql::DEFAULT_CONNECTION
-        } else if let Some(name) = key.strip_prefix("url.") {
-            if name.is_empty() {
-                return Err("target config key `url.` names no connection; use `url.NAME`".into());
-            }
-            name
-        } else {
-            continue;
-        };
-        if value.trim().is_empty() {
-            return Err(format!(
-                "target config `{key}` is empty; set it to a mysql:// URL"
-            ));
-        }
-        urls.insert(name.to_string(), (key.clone(), value.trim().to_string()));
-    }
-    if urls.is_empty() {
-        return Err(
-            "no database URL in the link's target config; set `url` (connection 'default') \
-             or `url.NAME` to mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-                .into(),
-        );
-    }
-    Ok(urls)
-}
-
-/// `pool_size.NAME`, else `pool_size`, else the default.
-fn pool_size(config: &BTreeMap<String, String>, name: &str) -> Result<usize, String> {
-    let specific = format!("pool_size.{name}");
-    let (key, value) = match config.get(&specific) {
-        Some(v) => (specific.as_str(), v),
-        None => match config.get("pool_size") {
-            Some(v) => ("pool_size", v),
-            None => return Ok(DEFAULT_POOL_SIZE),
-        },
-    };
-    match value.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_POOL_SIZE).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "target config `{key}` = '{value}' is not a pool size; use a whole number from 1 \
-             to {MAX_POOL_SIZE}"
-        )),
-    }
-}
-
-/// The URL with its password replaced by `***`, for messages and logs.
-fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end + 3],
-                &authority[..colon],
-                &url[scheme_end + 3 + at..]
-            ),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
     }
 }
 
@@ -748,37 +645,6 @@ fn map_error(error: mysql_async::Error) -> SqlError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redact_url("mysql://app:s3cret@db:3306/shop?x=1"),
-            "mysql://app:***@db:3306/shop?x=1"
-        );
-        assert_eq!(redact_url("mysql://root@db/shop"), "mysql://root@db/shop");
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
-
-    #[test]
-    fn connection_names_come_from_url_keys() {
-        let config: BTreeMap<String, String> = [
-            ("url", "mysql://a/b"),
-            ("url.reports", "mysql://c/d"),
-            ("pool_size", "3"),
-            ("pool_size.reports", "2"),
-            ("other", "x"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let urls = connection_urls(&config).ok().unwrap_or_default();
-        assert_eq!(urls.keys().collect::<Vec<_>>(), ["default", "reports"]);
-        assert_eq!(pool_size(&config, "default"), Ok(3));
-        assert_eq!(pool_size(&config, "reports"), Ok(2));
-        assert!(connection_urls(&BTreeMap::new()).is_err());
-        let bad: BTreeMap<String, String> = [("pool_size".to_string(), "0".to_string())].into();
-        assert!(pool_size(&bad, "default").is_err());
-    }
 
     #[test]
     fn dates_and_times_parse_strictly() {

@@ -93,15 +93,20 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Config, NoTls};
 use trellis_provider_sdk::link::LinkKey;
-use trellis_provider_sdk::sql::{self, Row, Sql, SqlError, SqlValue};
+use trellis_provider_sdk::sql::{self, Database, Row, Sql, SqlError, SqlValue};
 use trellis_provider_sdk::{
     CallContext, Capabilities, HealthStatus, LinkConfig, LinkTable, Provider, ProviderError,
 };
 
-/// Connections per connection name when the link does not set `pool_size`.
-pub const DEFAULT_POOL_SIZE: usize = 8;
-/// The largest `pool_size` accepted.
-pub const MAX_POOL_SIZE: usize = 1024;
+/// Connections per connection name when the link does not set `pool_size`, and the largest
+/// `pool_size` accepted (the SDK's, shared by every SQL provider).
+pub use trellis_provider_sdk::sql::{DEFAULT_POOL_SIZE, MAX_POOL_SIZE};
+/// How this provider's messages name its database.
+const POSTGRES: Database = Database {
+    name: "PostgreSQL",
+    scheme: "postgres",
+    example_url: "postgres://user@host:5432/db",
+};
 /// How long a call waits for a connection (pool busy or server slow to answer).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a health check waits for a connection.
@@ -235,23 +240,12 @@ impl Pool {
 impl LinkPools {
     fn from_link(link: &LinkConfig) -> Result<Self, ProviderError> {
         let key = link.target_key();
-        let context = |e: String| {
-            ProviderError::new(format!(
-                "link '{}' from '{}': {e}",
-                key.link_name, key.component
-            ))
-        };
-        let urls = connection_urls(&link.target_config).map_err(context)?;
         let mut connections = BTreeMap::new();
-        for (name, (config_key, url)) in urls {
-            let size = pool_size(&link.target_config, &name).map_err(context)?;
-            let display_url = redact_url(&url);
-            let mut config = url.parse::<Config>().map_err(|e| {
-                context(format!(
-                    "target config `{config_key}` = {display_url} is not a PostgreSQL URL \
-                     ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-                ))
-            })?;
+        for (name, settings) in sql::connection_settings(link, &POSTGRES)? {
+            let mut config = settings
+                .url
+                .parse::<Config>()
+                .map_err(|e| settings.not_a_url(&key, &POSTGRES, e))?;
             if config.get_connect_timeout().is_none() {
                 config.connect_timeout(CONNECT_TIMEOUT);
             }
@@ -260,9 +254,9 @@ impl LinkPools {
                 Pool {
                     config,
                     idle: Mutex::new(Vec::new()),
-                    permits: Semaphore::new(size),
-                    config_key,
-                    display_url,
+                    permits: Semaphore::new(settings.pool_size),
+                    config_key: settings.config_key,
+                    display_url: settings.display_url,
                 },
             );
         }
@@ -274,17 +268,8 @@ impl LinkPools {
             let configured = self
                 .connections
                 .iter()
-                .map(|(name, p)| format!("'{name}' (`{}`)", p.config_key))
-                .collect::<Vec<_>>()
-                .join(", ");
-            SqlError::NoSuchConnection(format!(
-                "connection '{name}' is not configured on link '{}' from '{}'; configured: {}; \
-                 set target config key `{}` to reach it",
-                self.key.link_name,
-                self.key.component,
-                configured,
-                sql::url_key(name)
-            ))
+                .map(|(name, p)| (name.as_str(), p.config_key.as_str()));
+            sql::no_such_connection(&self.key, name, configured)
         })
     }
 
@@ -357,13 +342,9 @@ impl Provider for PostgresProvider {
 
 impl PostgresProvider {
     fn link(&self, cx: &CallContext) -> Result<Arc<LinkPools>, SqlError> {
-        self.links.get(cx).ok_or_else(|| {
-            SqlError::NoSuchConnection(format!(
-                "no link named '{}' from component '{}' targets this SQL provider; put one \
-                 with target config `url` (e.g. postgres://user@host:5432/db)",
-                cx.link_name, cx.source_id
-            ))
-        })
+        self.links
+            .get(cx)
+            .ok_or_else(|| sql::no_link(cx, &POSTGRES))
     }
 }
 
@@ -462,88 +443,6 @@ impl Sql for PostgresProvider {
             .execute(&prepared, &as_refs(&params))
             .await
             .map_err(map_error)
-    }
-}
-
-/// The connections a link's target config names: connection name → (config key, URL).
-fn connection_urls(
-    config: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, (String, String)>, String> {
-    let mut urls = BTreeMap::new();
-    for (key, value) in config {
-        let name = if key == "url" {
-            sql::DEFAULT_CONNECTION
-        } else if let Some(name) = key.strip_prefix("url.") {
-            if name.is_empty() {
-                return Err("target config key `url.` names no connection; use `url.NAME`".into());
-            }
-            name
-        } else {
-            continue;
-        };
-        if value.trim().is_empty() {
-            return Err(format!(
-                "target config `{key}` is empty; set it to a postgres:// URL"
-            ));
-        }
-        urls.insert(name.to_string(), (key.clone(), value.trim().to_string()));
-    }
-    if urls.is_empty() {
-        return Err(
-            "no database URL in the link's target config; set `url` (connection 'default') \
-             or `url.NAME` to postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-                .into(),
-        );
-    }
-    Ok(urls)
-}
-
-/// `pool_size.NAME`, else `pool_size`, else the default.
-fn pool_size(config: &BTreeMap<String, String>, name: &str) -> Result<usize, String> {
-    let specific = format!("pool_size.{name}");
-    let (key, value) = match config.get(&specific) {
-        Some(v) => (specific.as_str(), v),
-        None => match config.get("pool_size") {
-            Some(v) => ("pool_size", v),
-            None => return Ok(DEFAULT_POOL_SIZE),
-        },
-    };
-    match value.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_POOL_SIZE).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "target config `{key}` = '{value}' is not a pool size; use a whole number from 1 \
-             to {MAX_POOL_SIZE}"
-        )),
-    }
-}
-
-/// The URL with its password replaced by `***`, for messages and logs (URL form and
-/// `key=value` form).
-fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url
-            .split_whitespace()
-            .map(|pair| match pair.split_once('=') {
-                Some(("password", _)) => "password=***".to_string(),
-                _ => pair.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end + 3],
-                &authority[..colon],
-                &url[scheme_end + 3 + at..]
-            ),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
     }
 }
 
@@ -931,19 +830,6 @@ fn map_error(error: tokio_postgres::Error) -> SqlError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/shop"),
-            "postgres://app:***@db:5432/shop"
-        );
-        assert_eq!(
-            redact_url("host=db user=app password=s3cret dbname=shop"),
-            "host=db user=app password=*** dbname=shop"
-        );
-        assert_eq!(redact_url("postgres://db/shop"), "postgres://db/shop");
-    }
 
     #[test]
     fn dates_and_times_read_as_postgres_prints_them() {
