@@ -373,6 +373,16 @@ async fn lifecycle(
             ),
             Err(reply) => (reply, false),
         },
+        wire::CONFIG_UPDATE => {
+            let value = request.args.first().cloned().unwrap_or(rmpv::Value::Nil);
+            match rmpv::ext::from_value::<BTreeMap<String, String>>(value) {
+                Ok(config) => (done(provider.update_config(&config).await), false),
+                Err(e) => (
+                    refused(CallErrorKind::BadRequest, format!("malformed config: {e}")),
+                    false,
+                ),
+            }
+        }
         wire::HEALTH => (
             CallReply::Ok(vec![wire::arg(&provider.health().await)]),
             false,

@@ -17,7 +17,7 @@
 //!
 //! Lifecycle messages go to the one process a host started ([`lifecycle_target`]), with
 //! reserved function names on the interface [`LIFECYCLE`]: `link-put`, `link-del` (a [`LinkConfig`](crate::LinkConfig)),
-//! `health`, `shutdown`.
+//! `config-update` (the merged config map), `health`, `shutdown`.
 
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ pub const LIFECYCLE: &str = "trellis:provider/lifecycle";
 pub const LINK_PUT: &str = "link-put";
 pub const LINK_DEL: &str = "link-del";
 pub const HEALTH: &str = "health";
+pub const CONFIG_UPDATE: &str = "config-update";
 pub const SHUTDOWN: &str = "shutdown";
 
 /// The call target of lifecycle messages for the instance of `provider_id` that `host_id`

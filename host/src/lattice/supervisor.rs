@@ -185,6 +185,23 @@ impl Provider for ProcessProvider {
         self.link(wire::LINK_DEL, link).await
     }
 
+    async fn update_config(
+        &self,
+        config: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
+        let reply = self
+            .lifecycle(
+                wire::CONFIG_UPDATE,
+                vec![arg(config)],
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(ProviderError)?;
+        let value = reply.into_iter().next().unwrap_or(rmpv::Value::Nil);
+        rmpv::ext::from_value::<Result<(), ProviderError>>(value)
+            .map_err(|e| ProviderError(format!("malformed lifecycle reply: {e}")))?
+    }
+
     async fn health(&self) -> HealthStatus {
         match self
             .lifecycle(wire::HEALTH, vec![], Duration::from_secs(5))
