@@ -782,10 +782,11 @@ async fn http_through_the_http_server_provider_out_of_process() {
 }
 
 /// A provider process never outlives its host: SIGKILL the host (no chance to clean up) and
-/// the provider exits by itself, because its stdin — held by the host — closes.
+/// the provider exits by itself, because its stdin — held by the host — closes, even when
+/// NATS is gone too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_process_dies_with_its_killed_host() {
-    let nats = NatsServer::start().unwrap();
+    let mut nats = NatsServer::start().unwrap();
     let url = nats.url();
     let events = async_nats::connect(url.as_str()).await.unwrap();
     let mut started = events
@@ -810,7 +811,10 @@ async fn a_provider_process_dies_with_its_killed_host() {
                 .contains(") Z ")
     };
     assert!(alive(pid));
+    // The host and its NATS server go down together (as in a machine loss): the provider
+    // must not wait for NATS to come back before exiting.
     host.kill();
+    nats.kill();
     let deadline = Instant::now() + Duration::from_secs(20);
     while alive(pid) {
         assert!(

@@ -92,6 +92,21 @@ pub async fn run<P: Provider>(provider: Arc<P>) -> Result<(), ProviderError> {
     serve(provider, host, host_gone).await
 }
 
+/// Ends the process with `result` (a provider binary's last step, after [`run`]).
+///
+/// Exits at once rather than returning from `main`: tokio's stdin reader may still be blocked
+/// in a read when the provider stops for another reason (SIGTERM, a shutdown message), and
+/// dropping the runtime would wait for it.
+pub fn exit(name: &str, result: Result<(), ProviderError>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("{name} provider: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// Serves the lattice for `provider` until `stop` completes or a stop signal arrives.
 pub async fn serve<P: Provider>(
     provider: Arc<P>,
@@ -180,10 +195,21 @@ pub async fn serve<P: Provider>(
     }
     tracing::info!(provider = %host.provider_id, "provider stopping");
     drop(calls);
-    let result = provider.shutdown().await;
-    let _ = client.flush().await;
+    // Each step is bounded: the host, NATS or the backend may already be gone (a killed host
+    // takes its NATS server and databases down with it in tests), and a provider must exit
+    // rather than wait for them forever.
+    let result = match tokio::time::timeout(SHUTDOWN_GRACE, provider.shutdown()).await {
+        Ok(result) => result,
+        Err(_) => Err(ProviderError::new(format!(
+            "shutdown did not finish within {SHUTDOWN_GRACE:?}"
+        ))),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
     result
 }
+
+/// How long [`Provider::shutdown`] may take when the process stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs components' HTTP handlers over NATS, signed with this process's own user key
 /// (a provider calls components without a link of theirs, like `trellis call`).

@@ -7,13 +7,12 @@
 //! `shutdown` when the host says so, on SIGTERM/Ctrl-C, or when stdin closes (the host is
 //! gone). The provider type is the same one a host runs in-process for `builtin://`.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use trellis_provider_template::FileKvProvider;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     // Logs go to stderr, which the process shares with the host that started it (stdin is
     // the host's pipe, stdout is unused).
     // `TRELLIS_LOG=debug` (an `EnvFilter` directive) shows more.
@@ -24,13 +23,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match trellis_provider_sdk::process::run(Arc::new(FileKvProvider::new())).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // A lifecycle error (bad stdin, NATS unreachable, init refused): say why, exit 1.
-            // The host sees the exit and reports it.
-            eprintln!("trellis-provider-template: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let result = trellis_provider_sdk::process::run(Arc::new(FileKvProvider::new())).await;
+    // A lifecycle error (bad stdin, NATS unreachable, init refused) is printed and the process
+    // exits 1; the host sees the exit and reports it. `exit` ends the process at once (see its
+    // docs for why a provider should not just return from `main`).
+    trellis_provider_sdk::process::exit("trellis-provider-template", result)
 }

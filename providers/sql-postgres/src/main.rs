@@ -2,11 +2,10 @@
 //! `provider.start` (a `file://` reference to this binary) and hands it the lattice's
 //! connection data on stdin; see `trellis_provider_sdk::process`.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
@@ -14,15 +13,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match trellis_provider_sdk::process::run(Arc::new(
+    let result = trellis_provider_sdk::process::run(Arc::new(
         trellis_provider_sql_postgres::PostgresProvider::new(),
     ))
-    .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sql-postgres provider: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    .await;
+    trellis_provider_sdk::process::exit("sql-postgres", result)
 }
