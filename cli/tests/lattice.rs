@@ -517,3 +517,18 @@ async fn host_stop_checks_the_named_host_then_leaves_the_lattice() {
     assert!(status.success(), "the host exits cleanly after host.stop");
     assert!(get_hosts(&url).is_empty());
 }
+
+/// A host told to stop (SIGTERM) stops even when NATS is already gone: its goodbye
+/// (`host_stopped`, a final flush) is bounded instead of waiting for NATS to come back.
+#[test]
+fn a_host_stops_on_sigterm_even_when_nats_is_gone() {
+    let mut nats = NatsServer::start().unwrap();
+    let mut host = HostProcess::start(&nats.url(), &["zone=a"]);
+    assert_eq!(wait_for_hosts(&nats.url(), 1).len(), 1);
+    nats.kill();
+    let status = host.terminate_within(Duration::from_secs(20));
+    assert!(
+        status.is_some(),
+        "the host did not exit within 20 s of SIGTERM"
+    );
+}

@@ -50,6 +50,23 @@ impl HostProcess {
         Self(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
 
+    /// SIGTERM, then waits up to `timeout` for the process to exit; `None` if it did not.
+    pub fn terminate_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGKILL: the host gets no chance to clean up.
     pub fn kill(&mut self) {
         let _ = self.0.kill();

@@ -509,8 +509,12 @@ async fn run(
         serde_json::json!({"labels": identity.labels(), "uptime_seconds": uptime_seconds}),
     )
     .await;
-    if let Err(e) = core.client.flush().await {
-        tracing::warn!(error = %e, "cannot flush NATS while leaving");
+    // Bounded: when NATS is down, a flush would wait for it to come back, and a host that
+    // was told to stop must stop.
+    match tokio::time::timeout(Duration::from_secs(2), core.client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot flush NATS while leaving"),
+        Err(_) => tracing::warn!("NATS did not take the last messages within 2 s; leaving anyway"),
     }
     let _ = stopped.send(true);
 }
