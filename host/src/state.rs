@@ -71,10 +71,7 @@ impl InvocationState {
 
     /// The link name in force for `interface` (`ns:pkg/iface`).
     pub(crate) fn link_name(&self, interface: &str) -> String {
-        self.link_names
-            .get(interface)
-            .cloned()
-            .unwrap_or_else(|| trellis_protocol::ctl::DEFAULT_LINK_NAME.to_string())
+        crate::capabilities::provided::link_name_in(&self.link_names, interface)
     }
 
     /// What provider calls of this invocation need, borrowed beside the resource table.

@@ -7,8 +7,7 @@
 //! as the WIT `error` value (`other(message)` naming the component, interface and link), never
 //! as a trap; a missing link is also logged once per component, interface and link.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use trellis_provider_sdk::CallContext;
 use trellis_provider_sdk::keyvalue::{KeyValue, KvError};
@@ -62,19 +61,6 @@ fn to_wit(error: KvError) -> store::Error {
     }
 }
 
-/// Logs a routing failure once per (component, interface, message).
-pub(crate) fn log_once(component: &str, interface: &str, message: &str) {
-    static SEEN: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
-    let key = format!("{component}\u{0}{interface}\u{0}{message}");
-    let mut seen = SEEN
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if seen.len() < 10_000 && seen.insert(key) {
-        tracing::warn!(component, interface, "{message}");
-    }
-}
-
 impl KeyValueView<'_> {
     fn bucket(
         &self,
@@ -94,23 +80,10 @@ impl store::Host for KeyValueView<'_> {
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
-        let component = self.routing.component;
-        let (capabilities, link_name) = match self.routing.resolve(STORE) {
+        let (provider, cx) = match self.routing.provider(STORE, "key-value", |c| c.keyvalue) {
             Ok(found) => found,
-            Err(message) => {
-                log_once(component, STORE, &message);
-                return Ok(Err(store::Error::Other(message)));
-            }
+            Err(message) => return Ok(Err(store::Error::Other(message))),
         };
-        let Some(provider) = capabilities.keyvalue else {
-            let message = format!(
-                "the provider that link `{link_name}` of component `{component}` targets for \
-                 `{STORE}` does not serve key-value; link it to a key-value provider"
-            );
-            log_once(component, STORE, &message);
-            return Ok(Err(store::Error::Other(message)));
-        };
-        let cx = CallContext::new(component, link_name);
         if let Err(e) = provider.open(&cx, &identifier).await {
             return Ok(Err(to_wit(e)));
         }

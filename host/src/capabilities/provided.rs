@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use trellis_provider_sdk::Capabilities;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
+
+use trellis_provider_sdk::{CallContext, Capabilities};
 
 /// Finds the provider behind a component's link.
 pub trait ProviderRouter: Send + Sync + 'static {
@@ -28,6 +31,15 @@ pub trait ProviderRouter: Send + Sync + 'static {
     ) -> Result<Capabilities, String>;
 }
 
+/// The link name in force for `interface` given the names a component picked (`default`
+/// when it picked none).
+pub(crate) fn link_name_in(link_names: &BTreeMap<String, String>, interface: &str) -> String {
+    link_names
+        .get(interface)
+        .cloned()
+        .unwrap_or_else(|| trellis_protocol::ctl::DEFAULT_LINK_NAME.to_string())
+}
+
 /// What one invocation needs to route provider calls.
 #[derive(Clone, Copy)]
 pub(crate) struct Routing<'a> {
@@ -40,14 +52,39 @@ pub(crate) struct Routing<'a> {
 impl Routing<'_> {
     /// The link name in force for `interface` (`default` unless set by the component).
     pub(crate) fn link_name(&self, interface: &str) -> String {
-        self.link_names
-            .get(interface)
-            .cloned()
-            .unwrap_or_else(|| trellis_protocol::ctl::DEFAULT_LINK_NAME.to_string())
+        link_name_in(self.link_names, interface)
+    }
+
+    /// The provider's `what` capability (picked by `pick`) behind the component's link for
+    /// `interface`, with the call context of that link. A failure (no link, or a provider that
+    /// does not serve it) is logged once per component, interface and message, and returned
+    /// for the guest.
+    pub(crate) fn provider<T: ?Sized>(
+        &self,
+        interface: &str,
+        what: &str,
+        pick: impl FnOnce(Capabilities) -> Option<Arc<T>>,
+    ) -> Result<(Arc<T>, CallContext), String> {
+        let component = self.component;
+        let found = self
+            .resolve(interface)
+            .and_then(|(capabilities, link_name)| {
+                let provider = pick(capabilities).ok_or_else(|| {
+                    format!(
+                        "the provider that link `{link_name}` of component `{component}` targets \
+                     for `{interface}` does not serve {what}; link it to a {what} provider"
+                    )
+                })?;
+                Ok((provider, CallContext::new(component, link_name)))
+            });
+        if let Err(message) = &found {
+            log_once(component, interface, message);
+        }
+        found
     }
 
     /// The provider for `interface`, and the link name used.
-    pub(crate) fn resolve(&self, interface: &str) -> Result<(Capabilities, String), String> {
+    fn resolve(&self, interface: &str) -> Result<(Capabilities, String), String> {
         let link_name = self.link_name(interface);
         let Some(router) = self.router else {
             return Err(format!(
@@ -59,5 +96,18 @@ impl Routing<'_> {
         };
         let capabilities = router.resolve(self.component, interface, &link_name, self.deadline)?;
         Ok((capabilities, link_name))
+    }
+}
+
+/// Logs a routing failure once per (component, interface, message).
+fn log_once(component: &str, interface: &str, message: &str) {
+    static SEEN: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    let key = format!("{component}\u{0}{interface}\u{0}{message}");
+    let mut seen = SEEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if seen.len() < 10_000 && seen.insert(key) {
+        tracing::warn!(component, interface, "{message}");
     }
 }

@@ -14,7 +14,6 @@ use trellis_provider_sdk::CallContext;
 use trellis_provider_sdk::sql::{Column, Row, Sql, SqlError, SqlValue};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use super::keyvalue::log_once;
 use super::provided::Routing;
 use super::{Capability, Served};
 use crate::InvocationState;
@@ -131,23 +130,10 @@ impl types::HostConnection for SqlView<'_> {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<Connection>, types::Error>> {
-        let component = self.routing.component;
-        let (capabilities, link_name) = match self.routing.resolve(READWRITE) {
+        let (provider, cx) = match self.routing.provider(READWRITE, "SQL", |c| c.sql) {
             Ok(found) => found,
-            Err(message) => {
-                log_once(component, READWRITE, &message);
-                return Ok(Err(types::Error::Other(message)));
-            }
+            Err(message) => return Ok(Err(types::Error::Other(message))),
         };
-        let Some(provider) = capabilities.sql else {
-            let message = format!(
-                "the provider that link `{link_name}` of component `{component}` targets for \
-                 `{READWRITE}` does not serve SQL; link it to a SQL provider"
-            );
-            log_once(component, READWRITE, &message);
-            return Ok(Err(types::Error::Other(message)));
-        };
-        let cx = CallContext::new(component, link_name);
         if let Err(e) = provider.open(&cx, &name).await {
             return Ok(Err(to_wit(e)));
         }

@@ -443,11 +443,7 @@ impl ProviderRouter for LatticeProviders {
             .core
             .upgrade()
             .ok_or_else(|| "the host is shutting down".to_string())?;
-        let (ns_pkg, name) = interface
-            .split_once('/')
-            .ok_or_else(|| format!("`{interface}` is not a `ns:pkg/iface` name"))?;
-        let (namespace, package) = ns_pkg
-            .split_once(':')
+        let (namespace, package, name) = super::rpc::split_interface(interface)
             .ok_or_else(|| format!("`{interface}` is not a `ns:pkg/iface` name"))?;
         let Some(link) = core
             .shared
@@ -455,7 +451,7 @@ impl ProviderRouter for LatticeProviders {
         else {
             return Err(format!(
                 "component `{component}` has no link `{link_name}` for `{interface}`: create \
-                 one with `trellis link put {component} PROVIDER_ID {ns_pkg} --interface {name}`"
+                 one with `trellis link put {component} PROVIDER_ID {namespace}:{package} --interface {name}`"
             ));
         };
         if let Some(capabilities) = core

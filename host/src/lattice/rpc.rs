@@ -73,7 +73,8 @@ async fn route(core: &Arc<HostCore>, call: ImportCall) -> anyhow::Result<Vec<Val
     call_remote(core, call, &target, &link_name).await
 }
 
-fn split_interface(interface: &str) -> Option<(&str, &str, &str)> {
+/// `(ns, pkg, iface)` of `ns:pkg/iface`.
+pub(crate) fn split_interface(interface: &str) -> Option<(&str, &str, &str)> {
     let (ns_pkg, name) = interface.split_once('/')?;
     let (ns, pkg) = ns_pkg.split_once(':')?;
     Some((ns, pkg, name))
