@@ -2,5 +2,7 @@
 //! pure functions from (desired, observed) state to control commands, and the
 //! `wadm.api.{lattice}.model.*` API.
 //!
-//! This crate is reserved for the wadm issue. It talks to hosts only through the lattice
-//! protocol (`trellis-protocol`), never by importing the host, and exports nothing yet.
+//! It talks to hosts only through the lattice protocol (`trellis-protocol`), never by
+//! importing the host.
+
+pub mod model;
