@@ -39,5 +39,9 @@ pub(crate) fn providers() -> BuiltinProviders {
             "http-server".to_string(),
             factory(trellis_provider_http_server::HttpServerProvider::new),
         ),
+        (
+            "http-client".to_string(),
+            factory(trellis_provider_http_client::HttpClientProvider::new),
+        ),
     ]))
 }

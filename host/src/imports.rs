@@ -115,7 +115,7 @@ pub(crate) fn define(
                 function: function.clone(),
                 args: params.to_vec(),
                 result_types: ty.results().collect(),
-                deadline: state.deadline,
+                deadline: state.access.deadline,
                 link_name: state.link_name(&interface),
             };
             let pending = router.call(call);

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tokio::io::AsyncWrite;
 
-use crate::capabilities::provided::ProviderRouter;
+use crate::capabilities::provided::{ProviderAccess, ProviderRouter};
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -31,12 +31,9 @@ pub struct InvocationState {
     pub(crate) component_id: Arc<str>,
     /// The component's configuration as of the start of this invocation.
     pub(crate) config: Arc<BTreeMap<String, String>>,
-    /// When this invocation runs out of time (calls it makes carry what is left).
-    pub(crate) deadline: Instant,
-    /// Routes `wasi:keyvalue` / `wasi:sql` calls to providers (none without a lattice).
-    pub(crate) providers: Option<Arc<dyn ProviderRouter>>,
-    /// Link names picked with `wasmcloud:bus/lattice.set-link-name`, by `ns:pkg/iface`.
-    pub(crate) link_names: BTreeMap<String, String>,
+    /// Who calls providers, through which links, until when; also the `wasi:http` hooks
+    /// that send outgoing requests through an `http-client` provider.
+    pub(crate) access: ProviderAccess,
 }
 
 impl InvocationState {
@@ -56,11 +53,14 @@ impl InvocationState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits,
+            access: ProviderAccess {
+                component: component_id.clone(),
+                router: providers,
+                link_names: BTreeMap::new(),
+                deadline,
+            },
             component_id,
             config,
-            deadline,
-            providers,
-            link_names: BTreeMap::new(),
         }
     }
 
@@ -71,7 +71,7 @@ impl InvocationState {
 
     /// The link name in force for `interface` (`ns:pkg/iface`).
     pub(crate) fn link_name(&self, interface: &str) -> String {
-        crate::capabilities::provided::link_name_in(&self.link_names, interface)
+        crate::capabilities::provided::link_name_in(&self.access.link_names, interface)
     }
 
     /// What provider calls of this invocation need, borrowed beside the resource table.
@@ -81,13 +81,7 @@ impl InvocationState {
         &mut ResourceTable,
         crate::capabilities::provided::Routing<'_>,
     ) {
-        let routing = crate::capabilities::provided::Routing {
-            component: &self.component_id,
-            router: self.providers.as_ref(),
-            link_names: &self.link_names,
-            deadline: self.deadline,
-        };
-        (&mut self.table, routing)
+        (&mut self.table, self.access.routing())
     }
 }
 
@@ -105,7 +99,7 @@ impl WasiHttpView for InvocationState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.access,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! Lifecycle methods return [`ProviderError`], which the host logs and reports as an event.
 
 pub mod http;
+pub mod http_client;
 pub mod keyvalue;
 pub mod link;
 pub mod process;

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::http_client::HttpClient;
 use crate::keyvalue::KeyValue;
 use crate::link::LinkConfig;
 use crate::sql::Sql;
@@ -94,6 +95,7 @@ impl HealthStatus {
 pub struct Capabilities {
     pub keyvalue: Option<Arc<dyn KeyValue>>,
     pub sql: Option<Arc<dyn Sql>>,
+    pub http_client: Option<Arc<dyn HttpClient>>,
 }
 
 impl Capabilities {
@@ -105,6 +107,9 @@ impl Capabilities {
         }
         if self.sql.is_some() {
             served.extend(crate::sql::INTERFACES);
+        }
+        if self.http_client.is_some() {
+            served.extend(crate::http_client::INTERFACES);
         }
         served
     }

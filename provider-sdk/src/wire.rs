@@ -26,6 +26,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use trellis_protocol::rpc::{CallError, CallErrorKind};
 
+use crate::http::HttpResponse;
+use crate::http_client::{HttpClient, HttpClientError, OUTGOING_HANDLER, OutgoingRequest};
 use crate::keyvalue::{KeyPage, KeyValue, KvError};
 use crate::link::CallContext;
 use crate::provider::Capabilities;
@@ -246,6 +248,29 @@ impl Sql for RemoteSql {
     }
 }
 
+/// An HTTP client provider in another process.
+pub struct RemoteHttpClient(pub Arc<dyn Transport>);
+
+#[async_trait]
+impl HttpClient for RemoteHttpClient {
+    async fn send(
+        &self,
+        cx: &CallContext,
+        request: OutgoingRequest,
+    ) -> Result<HttpResponse, HttpClientError> {
+        let args = vec![arg(&request)];
+        remote(
+            &*self.0,
+            cx,
+            OUTGOING_HANDLER,
+            crate::http_client::HANDLE,
+            args,
+            HttpClientError::Other,
+        )
+        .await
+    }
+}
+
 /// The arguments of a call, decoded into the method's parameter types.
 struct Args(std::vec::IntoIter<rmpv::Value>);
 
@@ -351,6 +376,16 @@ pub async fn dispatch(
                 }
                 _ => return Err(no_such_function(interface, function)),
             })
+        }
+        OUTGOING_HANDLER => {
+            let client = capabilities
+                .http_client
+                .as_ref()
+                .ok_or_else(|| not_served(interface))?;
+            if function != crate::http_client::HANDLE {
+                return Err(no_such_function(interface, function));
+            }
+            Ok(reply(client.send(cx, a.next("request")?).await))
         }
         _ => Err(not_served(interface)),
     }
@@ -474,6 +509,32 @@ mod tests {
         }
     }
 
+    /// Answers with the request's URL and body, or refuses hosts other than `allowed.test`.
+    struct Echo;
+
+    #[async_trait]
+    impl HttpClient for Echo {
+        async fn send(
+            &self,
+            cx: &CallContext,
+            request: OutgoingRequest,
+        ) -> Result<HttpResponse, HttpClientError> {
+            if request.authority != "allowed.test" {
+                return Err(HttpClientError::Denied(format!(
+                    "`{}` may not reach {}",
+                    cx.source_id, request.authority
+                )));
+            }
+            let mut body = request.url().into_bytes();
+            body.extend(&request.body);
+            Ok(HttpResponse {
+                status: 201,
+                headers: request.headers,
+                body,
+            })
+        }
+    }
+
     /// Calls `dispatch` directly, as the provider process would after NATS.
     struct Loopback(Capabilities);
 
@@ -496,6 +557,7 @@ mod tests {
         Arc::new(Loopback(Capabilities {
             keyvalue: Some(Arc::new(MapStore::default())),
             sql: Some(Arc::new(Failing)),
+            http_client: Some(Arc::new(Echo)),
         }))
     }
 
@@ -573,6 +635,36 @@ mod tests {
             Err(SqlError::Syntax("near SELEC".into()))
         );
         assert_eq!(sql.exec(&cx, "default", "x", params).await, Ok(13));
+    }
+
+    #[tokio::test]
+    async fn http_requests_and_refusals_cross_whole() {
+        let client = RemoteHttpClient(loopback());
+        let cx = CallContext::new("fetcher", "default");
+        let mut request = OutgoingRequest {
+            method: "POST".into(),
+            scheme: "https".into(),
+            authority: "allowed.test".into(),
+            path_and_query: "/a?b=1".into(),
+            headers: vec![("x-k".into(), serde_bytes::ByteBuf::from(vec![0, 255]))],
+            body: vec![1, 2, 3],
+            connect_timeout_ms: Some(5),
+            first_byte_timeout_ms: None,
+        };
+        let response = client.send(&cx, request.clone()).await.unwrap();
+        assert_eq!(response.status, 201);
+        assert_eq!(response.headers, request.headers);
+        assert_eq!(
+            response.body,
+            b"https://allowed.test/a?b=1\x01\x02\x03".to_vec()
+        );
+        request.authority = "other.test".into();
+        assert_eq!(
+            client.send(&cx, request).await,
+            Err(HttpClientError::Denied(
+                "`fetcher` may not reach other.test".into()
+            ))
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! Shared by the lattice tests: the `trellis` binary against a private nats-server.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod two_hosts;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 

@@ -158,7 +158,7 @@ impl Capability for WasmcloudBus {
         fn view(state: &mut InvocationState) -> BusView<'_> {
             BusView {
                 table: &mut state.table,
-                link_names: &mut state.link_names,
+                link_names: &mut state.access.link_names,
             }
         }
         v1::wasmcloud::bus::lattice::add_to_linker::<InvocationState, BusData>(linker, view)?;

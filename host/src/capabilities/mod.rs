@@ -9,7 +9,7 @@
 //! | capability | interfaces | grant |
 //! |---|---|---|
 //! | [`wasi::WasiBase`] | `wasi:cli`, `wasi:clocks`, `wasi:io`, `wasi:random`, `wasi:filesystem`, `wasi:sockets` | no |
-//! | [`wasi::WasiHttp`] | `wasi:http/types` / `wasi:http/outgoing-handler` | no / yes |
+//! | [`wasi::WasiHttp`] | `wasi:http/types` / `wasi:http/outgoing-handler` (sent by a linked `http-client` provider on a lattice, see [`outgoing_http`]) | no / yes |
 //! | [`config::WasiConfig`] | `wasi:config/store` | yes |
 //! | [`logging::WasiLogging`] | `wasi:logging/logging` | yes |
 //! | [`keyvalue::WasiKeyValue`] | `wasi:keyvalue/store`, `atomics`, `batch` (by a linked provider, see [`provided`]) | yes |
@@ -20,6 +20,7 @@ pub mod bus;
 pub mod config;
 pub mod keyvalue;
 pub mod logging;
+pub mod outgoing_http;
 pub mod provided;
 pub mod sql;
 pub mod wasi;

@@ -40,6 +40,28 @@ pub(crate) fn link_name_in(link_names: &BTreeMap<String, String>, interface: &st
         .unwrap_or_else(|| trellis_protocol::ctl::DEFAULT_LINK_NAME.to_string())
 }
 
+/// An invocation's access to providers: who calls, the router, the link names it picked with
+/// `wasmcloud:bus/lattice.set-link-name` (by `ns:pkg/iface`), and when it runs out of time.
+pub(crate) struct ProviderAccess {
+    pub(crate) component: Arc<str>,
+    /// `None` without a lattice (`trellis run`).
+    pub(crate) router: Option<Arc<dyn ProviderRouter>>,
+    pub(crate) link_names: BTreeMap<String, String>,
+    pub(crate) deadline: Instant,
+}
+
+impl ProviderAccess {
+    /// Borrowed routing data for one call.
+    pub(crate) fn routing(&self) -> Routing<'_> {
+        Routing {
+            component: &self.component,
+            router: self.router.as_ref(),
+            link_names: &self.link_names,
+            deadline: self.deadline,
+        }
+    }
+}
+
 /// What one invocation needs to route provider calls.
 #[derive(Clone, Copy)]
 pub(crate) struct Routing<'a> {

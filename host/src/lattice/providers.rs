@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use trellis_protocol::ctl::Link;
 use trellis_protocol::rpc::{self, CallReply, CallRequest, Caller};
-use trellis_provider_sdk::wire::{RemoteKeyValue, RemoteSql, Transport, TransportError};
+use trellis_provider_sdk::wire::{
+    RemoteHttpClient, RemoteKeyValue, RemoteSql, Transport, TransportError,
+};
 use trellis_provider_sdk::{CallContext, Capabilities, InitContext, LinkConfig, Provider};
 
 use super::HostCore;
@@ -468,7 +470,8 @@ impl ProviderRouter for LatticeProviders {
         });
         Ok(Capabilities {
             keyvalue: Some(Arc::new(RemoteKeyValue(transport.clone()))),
-            sql: Some(Arc::new(RemoteSql(transport))),
+            sql: Some(Arc::new(RemoteSql(transport.clone()))),
+            http_client: Some(Arc::new(RemoteHttpClient(transport))),
         })
     }
 }
