@@ -4,7 +4,7 @@
 //! `wasi:http/outgoing-handler` and answers
 //! - `200` with `{upstream status}\n{upstream body}` when a response came back;
 //! - `502` with `error: {error-code}` when the request failed (e.g.
-//!   `error: HttpRequestDenied` for a host the link does not allow);
+//!   `error: ErrorCode::HttpRequestDenied` for a host the link does not allow);
 //! - `400` for a missing or unparsable `url`.
 
 use wasi::exports::http::incoming_handler::Guest;
