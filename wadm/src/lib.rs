@@ -5,4 +5,5 @@
 //! It talks to hosts only through the lattice protocol (`trellis-protocol`), never by
 //! importing the host.
 
+pub mod manifest;
 pub mod model;
