@@ -1,5 +1,6 @@
 //! `trellis`: the one binary people use. See DESIGN.md §5 for the contract of names and flags.
 
+mod app_cmd;
 mod builtin;
 mod claims_cmd;
 mod host_cmd;
@@ -104,6 +105,13 @@ enum Command {
         #[command(subcommand)]
         command: lattice_cmd::GetCommand,
     },
+    /// The manifest manager: serves the wadm API and keeps deployed applications running.
+    Wadm(app_cmd::WadmArgs),
+    /// Applications (wadm manifests): deploy, list, status, versions, undeploy, delete.
+    App {
+        #[command(subcommand)]
+        command: app_cmd::AppCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +129,8 @@ fn main() -> ExitCode {
         Command::Config { command } => state_cmd::config(command, &cli.global),
         Command::Call(args) => state_cmd::call(args, &cli.global),
         Command::Provider { command } => provider_cmd::provider(command, &cli.global),
+        Command::Wadm(args) => app_cmd::serve(args, &cli.global),
+        Command::App { command } => app_cmd::app(command, &cli.global),
     };
     match result {
         Ok(code) => code,

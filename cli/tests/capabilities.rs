@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::two_hosts::{Mode, TwoHosts, ok, reference, request, run, signed, wait_listed};
-use common::{HostProcess, trellis_json, wait_for_hosts};
+use common::two_hosts::{Mode, TwoHosts, ok, reference, request, signed, wait_listed};
+use common::{HostProcess, wait_for_hosts};
 use futures::StreamExt as _;
 use trellis_testing::nats::{NatsServer, free_port};
 

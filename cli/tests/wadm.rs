@@ -1,0 +1,429 @@
+//! wadm end to end: `trellis wadm` processes and labelled `trellis host`s on a private
+//! `nats-server`, driven with `trellis app …`: weighted spreads, daemons on late hosts,
+//! healing after SIGKILL, upgrades and rollbacks under HTTP load, a wadm restarted mid-deploy,
+//! and refused manifests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::two_hosts::{ok, run, signed};
+use common::{HostProcess, trellis, trellis_json, wait_for_hosts};
+use trellis_testing::Signer;
+use trellis_testing::nats::{NatsServer, free_port};
+
+/// A `trellis wadm` child, killed on drop.
+struct WadmProcess(Child);
+
+impl WadmProcess {
+    fn start(nats: &str) -> Self {
+        let child = trellis(nats)
+            .arg("wadm")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WadmProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A lattice under test: NATS, a signer, a temp dir for manifests and signed components.
+struct Lattice {
+    nats: NatsServer,
+    signer: Signer,
+    dir: tempfile::TempDir,
+    hosts: Vec<HostProcess>,
+}
+
+impl Lattice {
+    fn new() -> Self {
+        Self {
+            nats: NatsServer::start().unwrap(),
+            signer: Signer::new(),
+            dir: tempfile::tempdir().unwrap(),
+            hosts: Vec::new(),
+        }
+    }
+
+    fn url(&self) -> String {
+        self.nats.url()
+    }
+
+    /// Starts a host with `labels` (and `--http ADDR` when given); waits until `want` hosts are
+    /// listed.
+    fn host(&mut self, labels: &[&str], http: Option<&str>, want: usize) {
+        let extra: Vec<&str> = http.map(|a| vec!["--http", a]).unwrap_or_default();
+        let issuer = self.signer.public_key();
+        self.hosts.push(HostProcess::start_with(
+            &self.url(),
+            labels,
+            Some(&issuer),
+            &extra,
+        ));
+        wait_for_hosts(&self.url(), want);
+    }
+
+    fn component(&self, guest: &str) -> String {
+        signed(&self.signer, &self.dir, guest, &[])
+    }
+
+    fn manifest(&self, file: &str, text: &str) -> String {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// `component id → (zone label → scale count)` over live hosts.
+    fn placement(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut placed: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for host in common::get_hosts(&self.url()) {
+            let id = host["id"].as_str().unwrap();
+            let zone = host["labels"]["zone"].as_str().unwrap_or("").to_string();
+            let inventory: serde_json::Value = trellis_json(&self.url(), &["get", "inventory", id]);
+            for c in inventory["components"].as_array().unwrap() {
+                let count = c["max_instances"].as_u64().unwrap();
+                *placed
+                    .entry(c["id"].as_str().unwrap().to_string())
+                    .or_default()
+                    .entry(zone.clone())
+                    .or_default() += count;
+            }
+        }
+        placed
+    }
+
+    /// Polls until `component`'s placement by zone equals `want`; how long it took.
+    fn wait_placement(&self, component: &str, want: &[(&str, u64)], limit: Duration) -> Duration {
+        let want: BTreeMap<String, u64> = want.iter().map(|(z, n)| (z.to_string(), *n)).collect();
+        let started = Instant::now();
+        loop {
+            let now = self.placement().remove(component).unwrap_or_default();
+            if now == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{component} placed {now:?}, want {want:?}; status: {}",
+                String::from_utf8_lossy(&run(&self.url(), &["app", "list"]).stdout)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn spread_manifest(name: &str, version: &str, image: &str, body: &str) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {name}
+  annotations:
+    version: {version}
+spec:
+  components:
+{body}
+    - name: web
+      type: component
+      properties:
+        image: {image}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 10
+            spread:
+              - name: a
+                requirements: {{zone: a}}
+                weight: 40
+              - name: b
+                requirements: {{zone: b}}
+                weight: 40
+              - name: c
+                requirements: {{zone: c}}
+                weight: 20
+"#
+    )
+}
+
+/// 40/40/20 lands 4/4/2 (with two wadm processes, neither acting twice); a daemonscaler runs
+/// on every host, including one that joins later.
+#[test]
+fn weighted_spreads_and_daemons_place_exactly() {
+    let mut lattice = Lattice::new();
+    for (i, zone) in ["zone=a", "zone=b", "zone=c"].iter().enumerate() {
+        lattice.host(&[zone], None, i + 1);
+    }
+    let _wadm = [
+        WadmProcess::start(&lattice.url()),
+        WadmProcess::start(&lattice.url()),
+    ];
+    let hello = lattice.component("http_hello");
+    let daemon = format!(
+        r#"    - name: agent
+      type: component
+      properties:
+        image: {hello}
+      traits:
+        - type: daemonscaler
+          properties:
+            instances: 2
+"#
+    );
+    let path = lattice.manifest(
+        "spread.yaml",
+        &spread_manifest("shop", "v1", &hello, &daemon),
+    );
+    let out = ok(&lattice.url(), &["app", "deploy", &path, "--wait"]);
+    assert!(out.contains("deployed"), "{out}");
+    lattice.wait_placement(
+        "shop-web",
+        &[("a", 4), ("b", 4), ("c", 2)],
+        Duration::from_secs(30),
+    );
+    lattice.wait_placement(
+        "shop-agent",
+        &[("a", 2), ("b", 2), ("c", 2)],
+        Duration::from_secs(30),
+    );
+    // A host that joins later gets the daemon, and nothing of the spread.
+    lattice.host(&["zone=d"], None, 4);
+    lattice.wait_placement(
+        "shop-agent",
+        &[("a", 2), ("b", 2), ("c", 2), ("d", 2)],
+        Duration::from_secs(30),
+    );
+    lattice.wait_placement(
+        "shop-web",
+        &[("a", 4), ("b", 4), ("c", 2)],
+        Duration::from_secs(5),
+    );
+    let status: serde_json::Value = trellis_json(&lattice.url(), &["app", "status", "shop"]);
+    assert_eq!(status["status"]["type"], "deployed", "{status}");
+
+    // Undeploy removes what the app runs, and only that.
+    ok(&lattice.url(), &["app", "undeploy", "shop"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lattice.placement().is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", lattice.placement());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// SIGKILL a host (no goodbye): its instances run elsewhere within 10 s.
+#[test]
+fn instances_of_a_killed_host_are_placed_elsewhere() {
+    let mut lattice = Lattice::new();
+    lattice.host(&["zone=a", "tier=web"], None, 1);
+    lattice.host(&["zone=b", "tier=web"], None, 2);
+    let _wadm = WadmProcess::start(&lattice.url());
+    let hello = lattice.component("http_hello");
+    let manifest = format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: heal
+spec:
+  components:
+    - name: web
+      type: component
+      properties:
+        image: {hello}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 4
+            spread:
+              - name: web
+                requirements: {{tier: web}}
+"#
+    );
+    let path = lattice.manifest("heal.yaml", &manifest);
+    ok(&lattice.url(), &["app", "deploy", &path, "--wait"]);
+    lattice.wait_placement("heal-web", &[("a", 2), ("b", 2)], Duration::from_secs(30));
+    lattice.hosts[0].kill();
+    let healed = lattice.wait_placement("heal-web", &[("b", 4)], Duration::from_secs(10));
+    eprintln!("healed {healed:?} after SIGKILL");
+}
+
+/// Deploying v2 swaps the component in place under continuous HTTP load, and deploying v1
+/// again rolls back the same way: no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_and_rollback_under_load_lose_no_request() {
+    let mut lattice = Lattice::new();
+    let http = format!("127.0.0.1:{}", free_port().unwrap());
+    lattice.host(&["zone=a"], Some(&http), 1);
+    let _wadm = WadmProcess::start(&lattice.url());
+    let v1 = lattice.component("http_hello");
+    let v2 = lattice.component("echo");
+    let manifest = |version: &str, image: &str| {
+        format!(
+            r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: up
+  annotations:
+    version: {version}
+spec:
+  components:
+    - name: web
+      type: component
+      properties:
+        image: {image}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 20
+"#
+        )
+    };
+    let url = lattice.url();
+    let first = lattice.manifest("v1.yaml", &manifest("v1", &v1));
+    ok(&url, &["app", "deploy", &first, "--wait"]);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let http = http.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut total, mut failed, mut bodies) = (0u64, Vec::new(), BTreeMap::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = client
+                    .post(format!("http://{http}/"))
+                    .header("host", "up-web")
+                    .body("ping")
+                    .send()
+                    .await;
+                total += 1;
+                match sent {
+                    Ok(r) if r.status() == 200 => {
+                        let body = r.text().await.unwrap_or_default();
+                        *bodies.entry(body).or_insert(0u64) += 1;
+                    }
+                    Ok(r) => failed.push(format!("status {}", r.status())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (total, failed, bodies)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = lattice.manifest("v2.yaml", &manifest("v2", &v2));
+    ok(&url, &["app", "deploy", &second, "--wait"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ok(&url, &["app", "deploy-version", "up", "v1", "--wait"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (total, failed, bodies) = load.await.unwrap();
+    eprintln!("{total} requests during upgrade and rollback: {bodies:?}");
+    assert!(
+        failed.is_empty(),
+        "{} of {total} failed: {failed:?}",
+        failed.len()
+    );
+    assert!(bodies.contains_key("ping"), "v2 (echo) served: {bodies:?}");
+    assert!(
+        bodies.contains_key("Hello from Trellis!\n"),
+        "v1 served: {bodies:?}"
+    );
+    let versions: serde_json::Value = trellis_json(&url, &["app", "versions", "up"]);
+    assert_eq!(versions["versions"][0]["deployed"], true, "{versions}");
+}
+
+/// wadm killed right after a deploy was accepted: another wadm finishes it.
+#[test]
+fn a_wadm_restarted_mid_deploy_finishes_it() {
+    let mut lattice = Lattice::new();
+    lattice.host(&["zone=a"], None, 1);
+    lattice.host(&["zone=b"], None, 2);
+    let mut wadm = WadmProcess::start(&lattice.url());
+    let hello = lattice.component("http_hello");
+    let manifest = format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: restart
+spec:
+  components:
+    - name: web
+      type: component
+      properties:
+        image: {hello}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 6
+"#
+    );
+    let path = lattice.manifest("restart.yaml", &manifest);
+    ok(&lattice.url(), &["app", "deploy", &path]);
+    wadm.kill();
+    let _wadm = WadmProcess::start(&lattice.url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value = trellis_json(&lattice.url(), &["app", "status", "restart"]);
+        if status["status"]["type"] == "deployed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    lattice.wait_placement(
+        "restart-web",
+        &[("a", 3), ("b", 3)],
+        Duration::from_secs(10),
+    );
+}
+
+/// A manifest with a defect is refused before anything is stored, naming file and field; a
+/// spread no host can meet is reported as failed with the reason.
+#[test]
+fn bad_manifests_and_unmeetable_spreads_get_precise_errors() {
+    let mut lattice = Lattice::new();
+    lattice.host(&["zone=a"], None, 1);
+    let _wadm = WadmProcess::start(&lattice.url());
+    let url = lattice.url();
+    let hello = lattice.component("http_hello");
+    let bad = lattice.manifest(
+        "bad.yaml",
+        &spread_manifest("bad", "v1", &hello, "").replace("weight: 20", "weight: -3"),
+    );
+    let out = run(&url, &["app", "deploy", &bad]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml"), "{stderr}");
+    assert!(stderr.contains("weight"), "{stderr}");
+    let listed: serde_json::Value = trellis_json(&url, &["app", "list"]);
+    assert_eq!(listed, serde_json::json!([]), "nothing stored");
+
+    let unmeetable = lattice.manifest(
+        "edge.yaml",
+        &spread_manifest("edge", "v1", &hello, "").replace("zone: c", "zone: nowhere"),
+    );
+    let out = run(&url, &["app", "deploy", &unmeetable, "--wait"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed"), "{stderr}");
+    assert!(stderr.contains("zone=nowhere"), "{stderr}");
+
+    let out = run(&url, &["app", "status", "ghost"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no application named `ghost`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
