@@ -92,10 +92,16 @@ async fn outgoing_http_goes_where_the_link_allows(mode: Mode) {
     // The same server under a name the list does not hold, and a port it does not hold.
     let other_name = format!("http://localhost:{}/hello", upstream.port());
     let (status, body) = fetch(&lattice, 0, "fetch", &other_name).await;
-    assert_eq!((status, body.as_str()), (502, "error: ErrorCode::HttpRequestDenied"));
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "error: ErrorCode::HttpRequestDenied")
+    );
     let other_port = format!("http://127.0.0.1:{}/", upstream.port().wrapping_add(1));
     let (status, body) = fetch(&lattice, 1, "fetch", &other_port).await;
-    assert_eq!((status, body.as_str()), (502, "error: ErrorCode::HttpRequestDenied"));
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "error: ErrorCode::HttpRequestDenied")
+    );
 
     // No link: the component is told which link to put.
     let (status, body) = fetch(&lattice, 0, "unlinked", &allowed).await;
