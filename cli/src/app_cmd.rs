@@ -1,6 +1,6 @@
 //! `trellis wadm` (the manifest manager) and `trellis app …` (its API).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -171,18 +171,29 @@ fn done(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validates the file locally (errors name the file and field), then stores it.
-async fn put(
-    client: &WadmClient,
-    file: &PathBuf,
-    global: &GlobalArgs,
-) -> anyhow::Result<(String, String)> {
-    let (_, warnings) = Manifest::from_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// Reads a manifest file with `${VAR}` replaced from the environment, and validates it
+/// locally (errors name the file, line and field).
+pub(crate) fn read_manifest(file: &Path) -> anyhow::Result<(Manifest, String)> {
+    let raw = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the manifest {}", file.display()))?;
+    let text = crate::manifest_env::from_env(&raw)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let source = file.display().to_string();
+    let (manifest, warnings) =
+        Manifest::parse_with_warnings(&text, Some(&source)).map_err(|e| anyhow::anyhow!("{e}"))?;
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok((manifest, text))
+}
+
+/// Validates the file locally, then stores it; `(name, version)` as stored.
+pub(crate) async fn put(
+    client: &WadmClient,
+    file: &Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<(String, String)> {
+    let (_, text) = read_manifest(file)?;
     let reply = client.put(&text).await?;
     if reply.result == PutResult::Error {
         bail!("wadm refused {}: {}", file.display(), reply.message);
@@ -193,7 +204,7 @@ async fn put(
     Ok((reply.name, reply.current_version))
 }
 
-async fn deploy(
+pub(crate) async fn deploy(
     client: &WadmClient,
     name: &str,
     version: Option<&str>,

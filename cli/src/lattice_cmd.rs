@@ -207,17 +207,25 @@ pub(crate) async fn connect(global: &GlobalArgs) -> anyhow::Result<async_nats::C
     Ok(nats.connect().await?)
 }
 
-async fn get_hosts(global: &GlobalArgs, timeout: Duration) -> anyhow::Result<ExitCode> {
-    let client = connect(global).await?;
+/// Every host that answers `host.ping` within `timeout`.
+pub(crate) async fn ping_hosts(
+    client: &async_nats::Client,
+    lattice: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Host>> {
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await?;
     client
-        .publish_with_reply(subjects::host_ping(&global.lattice), inbox, "".into())
+        .publish_with_reply(subjects::host_ping(lattice), inbox, "".into())
         .await?;
     client.flush().await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut hosts: Vec<Host> = Vec::new();
     while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+        if message.status.is_some() {
+            // "no responders": no host is listening yet.
+            continue;
+        }
         match serde_json::from_slice::<CtlResponse<Host>>(&message.payload) {
             Ok(CtlResponse {
                 response: Some(host),
@@ -229,6 +237,12 @@ async fn get_hosts(global: &GlobalArgs, timeout: Duration) -> anyhow::Result<Exi
             Err(e) => tracing::warn!(error = %e, "ignoring a malformed ping reply"),
         }
     }
+    Ok(hosts)
+}
+
+async fn get_hosts(global: &GlobalArgs, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let client = connect(global).await?;
+    let mut hosts = ping_hosts(&client, &global.lattice, timeout).await?;
     hosts.sort_by(|a, b| a.id.cmp(&b.id));
     match global.output {
         OutputFormat::Json => print_json(&hosts)?,

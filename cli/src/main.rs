@@ -6,6 +6,7 @@ mod claims_cmd;
 mod host_cmd;
 mod keys_cmd;
 mod lattice_cmd;
+mod manifest_env;
 mod nats_args;
 mod output;
 mod provider_cmd;
@@ -13,6 +14,7 @@ mod run_cmd;
 mod signals;
 mod state_cmd;
 mod trust;
+mod up_cmd;
 
 use std::process::ExitCode;
 
@@ -105,6 +107,8 @@ enum Command {
         #[command(subcommand)]
         command: lattice_cmd::GetCommand,
     },
+    /// A whole lattice on this machine: nats-server, hosts, wadm, and a manifest deployed.
+    Up(up_cmd::UpArgs),
     /// The manifest manager: serves the wadm API and keeps deployed applications running.
     Wadm(app_cmd::WadmArgs),
     /// Applications (wadm manifests): deploy, list, status, versions, undeploy, delete.
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Command::Call(args) => state_cmd::call(args, &cli.global),
         Command::Provider { command } => provider_cmd::provider(command, &cli.global),
         Command::Wadm(args) => app_cmd::serve(args, &cli.global),
+        Command::Up(args) => up_cmd::run(args, &cli.global),
         Command::App { command } => app_cmd::app(command, &cli.global),
     };
     match result {

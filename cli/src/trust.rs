@@ -27,6 +27,24 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
+    /// The same trust as flags for a `trellis host` child process.
+    pub fn child_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for issuer in &self.trusted_issuers {
+            args.extend(["--trusted-issuer".to_string(), issuer.clone()]);
+        }
+        if self.allow_unsigned {
+            args.push("--allow-unsigned".into());
+        }
+        if let Some(dir) = &self.cache_dir {
+            args.extend(["--cache-dir".to_string(), dir.display().to_string()]);
+        }
+        if self.no_cache {
+            args.push("--no-cache".into());
+        }
+        args
+    }
+
     /// A runtime config with this trust policy and cache (other settings default).
     pub fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
         let cache_dir = if self.no_cache {
