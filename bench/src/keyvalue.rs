@@ -116,16 +116,19 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("cannot write the keys the get runs read")?;
     }
+    let raw = Arc::new(Path::RawRedis(raw_redis));
     rows.push((
         "raw Redis (`redis` 1.x ConnectionManager)",
-        measure_both(calls, seconds, Path::RawRedis(raw_redis)).await?,
+        measure_both(calls, seconds, raw.clone()).await?,
     ));
     let provider = Arc::new(RedisProvider::new());
     let kv = in_process(provider, "kv-redis-builtin", &redis_config).await?;
+    let inproc = Arc::new(Path::Provider(kv, cx.clone()));
     rows.push((
         "in-process RedisProvider (KeyValue trait)",
-        measure_both(calls, seconds, Path::Provider(kv, cx.clone())).await?,
+        measure_both(calls, seconds, inproc.clone()).await?,
     ));
+    let mut alternated = vec![("Redis", interleaved(calls, &raw, &inproc).await?)];
     let (process, kv) = out_of_process(
         &redis_exe,
         "kv-redis-process",
@@ -137,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     rows.push((
         "out-of-process keyvalue-redis over NATS",
-        measure_both(calls, seconds, Path::Provider(kv, cx.clone())).await?,
+        measure_both(calls, seconds, Arc::new(Path::Provider(kv, cx.clone()))).await?,
     ));
     process.stop().await;
 
@@ -158,16 +161,19 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("cannot write the keys the get runs read")?;
     }
+    let raw = Arc::new(Path::RawNats(Box::new(store)));
     rows.push((
         "raw JetStream KV (`async_nats::jetstream`)",
-        measure_both(calls, seconds, Path::RawNats(Box::new(store))).await?,
+        measure_both(calls, seconds, raw.clone()).await?,
     ));
     let provider = Arc::new(NatsKvProvider::new());
     let kv = in_process(provider, "kv-nats-builtin", &nats_config).await?;
+    let inproc = Arc::new(Path::Provider(kv, cx.clone()));
     rows.push((
         "in-process NatsKvProvider (KeyValue trait)",
-        measure_both(calls, seconds, Path::Provider(kv, cx.clone())).await?,
+        measure_both(calls, seconds, inproc.clone()).await?,
     ));
+    alternated.push(("JetStream KV", interleaved(calls, &raw, &inproc).await?));
     let (process, kv) = out_of_process(
         &nats_exe,
         "kv-nats-process",
@@ -179,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     rows.push((
         "out-of-process keyvalue-nats over NATS",
-        measure_both(calls, seconds, Path::Provider(kv, cx.clone())).await?,
+        measure_both(calls, seconds, Arc::new(Path::Provider(kv, cx.clone()))).await?,
     ));
     process.stop().await;
 
@@ -216,6 +222,32 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "- {backend}, out-of-process / in-process: {}",
             ratios(outproc, inproc)
+        );
+    }
+    println!();
+    println!(
+        "Interleaved sequential latency ({calls} calls each, raw and in-process alternating, so \
+         both see the same machine state):"
+    );
+    println!();
+    println!(
+        "| backend | raw get p50 | in-process get p50 | ratio | raw set p50 | in-process set p50 | ratio | within 1.3x |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (backend, [(raw_get, in_get), (raw_set, in_set)]) in &alternated {
+        let get = in_get.as_secs_f64() / raw_get.as_secs_f64();
+        let set = in_set.as_secs_f64() / raw_set.as_secs_f64();
+        println!(
+            "| {backend} | {} | {} | {get:.2}x | {} | {} | {set:.2}x | {} |",
+            micros(*raw_get),
+            micros(*in_get),
+            micros(*raw_set),
+            micros(*in_set),
+            if get <= 1.3 && set <= 1.3 {
+                "yes"
+            } else {
+                "NO"
+            }
         );
     }
     drop(client);
@@ -561,8 +593,7 @@ fn ratios(a: &GetSet, b: &GetSet) -> String {
     )
 }
 
-async fn measure_both(calls: usize, seconds: u64, path: Path) -> anyhow::Result<GetSet> {
-    let path = Arc::new(path);
+async fn measure_both(calls: usize, seconds: u64, path: Arc<Path>) -> anyhow::Result<GetSet> {
     let get = {
         let path = path.clone();
         measure(calls, seconds, move |i| {
@@ -579,6 +610,37 @@ async fn measure_both(calls: usize, seconds: u64, path: Path) -> anyhow::Result<
     .await
     .context("set")?;
     Ok(GetSet { get, set })
+}
+
+/// Sequential p50s of `a` and `b` called alternately (a, b, a, b, …): `[(a get, b get),
+/// (a set, b set)]`. Alternating cancels the drift (a parked worker, a noisy neighbour) that
+/// makes two back-to-back runs disagree by more than the difference being measured.
+async fn interleaved(
+    calls: usize,
+    a: &Path,
+    b: &Path,
+) -> anyhow::Result<[(Duration, Duration); 2]> {
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut out = [(Duration::ZERO, Duration::ZERO); 2];
+    for (slot, set) in [(0, false), (1, true)] {
+        let (mut ta, mut tb) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+        for i in 0..calls {
+            for (path, times) in [(a, &mut ta), (b, &mut tb)] {
+                let started = Instant::now();
+                if set {
+                    path.set(i).await?;
+                } else {
+                    path.get(i).await?;
+                }
+                times.push(started.elapsed());
+            }
+        }
+        out[slot] = (median(ta), median(tb));
+    }
+    Ok(out)
 }
 
 /// Sequential latencies over `calls`, then throughput of `CONCURRENCY` callers for `seconds`.
