@@ -107,6 +107,34 @@ pub fn exit(name: &str, result: Result<(), ProviderError>) -> ! {
     }
 }
 
+/// The whole `main` of a provider executable: logs to stderr (an `EnvFilter` from
+/// `TRELLIS_LOG`, default `info`; stdin is the host's pipe and stdout is unused), [`run`]s the
+/// provider until the host stops it, and [`exit`]s with its outcome.
+///
+/// ```no_run
+/// # struct MyProvider;
+/// # #[trellis_provider_sdk::async_trait]
+/// # impl trellis_provider_sdk::Provider for MyProvider {
+/// #     fn capabilities(self: std::sync::Arc<Self>) -> trellis_provider_sdk::Capabilities {
+/// #         Default::default()
+/// #     }
+/// # }
+/// #[tokio::main]
+/// async fn main() {
+///     trellis_provider_sdk::process::main("my-provider", MyProvider).await
+/// }
+/// ```
+pub async fn main<P: Provider>(name: &str, provider: P) -> ! {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    exit(name, run(Arc::new(provider)).await)
+}
+
 /// Serves the lattice for `provider` until `stop` completes or a stop signal arrives.
 pub async fn serve<P: Provider>(
     provider: Arc<P>,
