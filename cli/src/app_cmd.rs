@@ -176,7 +176,7 @@ fn done(
 pub(crate) fn read_manifest(file: &Path) -> anyhow::Result<(Manifest, String)> {
     let raw = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the manifest {}", file.display()))?;
-    let text = crate::manifest_env::from_env(&raw)
+    let text = trellis_wadm::manifest::env::from_env(&raw)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let source = file.display().to_string();
     let (manifest, warnings) =

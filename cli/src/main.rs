@@ -6,7 +6,6 @@ mod claims_cmd;
 mod host_cmd;
 mod keys_cmd;
 mod lattice_cmd;
-mod manifest_env;
 mod nats_args;
 mod output;
 mod provider_cmd;

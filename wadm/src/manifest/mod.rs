@@ -81,6 +81,7 @@
 //! per interface), and an empty `spec.components` is refused. More lenient: `annotations`
 //! and spread `requirements` may be left out.
 
+pub mod env;
 mod desired;
 mod error;
 mod links;

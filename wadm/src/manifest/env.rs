@@ -56,7 +56,7 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
     Ok(out)
 }
 
-/// [`interpolate`] from the process environment.
+/// [`interpolate`] from the process environment (what the CLI does).
 pub fn from_env(text: &str) -> Result<String, String> {
     interpolate(text, |name| std::env::var(name).ok())
 }
