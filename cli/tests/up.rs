@@ -12,48 +12,6 @@ use std::time::{Duration, Instant};
 use trellis_testing::Signer;
 use trellis_testing::nats::free_port;
 
-fn manifest(wasm: &str, port: u16) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: hello
-spec:
-  components:
-    - name: web
-      type: component
-      properties:
-        image: file://${{HELLO_WASM}}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 4
-            spread:
-              - name: a
-                requirements: {{zone: a}}
-              - name: b
-                requirements: {{zone: b}}
-    - name: httpserver
-      type: capability
-      properties:
-        image: builtin://http-server
-      traits:
-        - type: link
-          properties:
-            namespace: wasi
-            package: http
-            interfaces: [incoming-handler]
-            source:
-              config:
-                - name: address
-                  properties:
-                    address: 127.0.0.1:{port}
-            target:
-              name: web
-"#
-    ) + &format!("# {wasm}\n")
-}
-
 /// `GET /` over a plain socket; the whole response.
 fn http_get(port: u16) -> String {
     use std::io::{Read, Write};
@@ -74,14 +32,15 @@ fn up_deploys_serves_and_stops_everything() {
     let signed = dir.path().join("hello.wasm");
     std::fs::write(&signed, signer.sign(&wasm, "hello", &[]).unwrap()).unwrap();
     let port = free_port().unwrap();
-    let file = dir.path().join("hello.yaml");
-    std::fs::write(&file, manifest(&signed.display().to_string(), port)).unwrap();
+    // The example manifest as it is in the repository, as `trellis app deploy` takes it.
+    let file = trellis_testing::repo_root().join("examples/http-hello/wadm.yaml");
 
     let mut up = Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args(["up", "--hosts", "2", "--zone", "a,b", "--manifest"])
         .arg(&file)
         .args(["--trusted-issuer", &signer.public_key()])
-        .env("HELLO_WASM", &signed)
+        .env("HELLO_IMAGE", format!("file://{}", signed.display()))
+        .env("HELLO_HTTP_ADDRESS", format!("127.0.0.1:{port}"))
         .env_remove("TRELLIS_NATS_URL")
         .env("TRELLIS_LATTICE", "up-test")
         .stdout(Stdio::piped())
@@ -103,8 +62,8 @@ fn up_deploys_serves_and_stops_everything() {
             .unwrap_or_else(|| panic!("trellis up ended early: {seen:?}"))
             .unwrap();
         seen.push(line.clone());
-        if line.starts_with("serving hello on ") {
-            assert_eq!(line, format!("serving hello on http://127.0.0.1:{port}/"));
+        if line.starts_with("serving http-hello on ") {
+            assert_eq!(line, format!("serving http-hello on http://127.0.0.1:{port}/"));
             break;
         }
     }
