@@ -63,7 +63,10 @@ fn up_deploys_serves_and_stops_everything() {
             .unwrap();
         seen.push(line.clone());
         if line.starts_with("serving http-hello on ") {
-            assert_eq!(line, format!("serving http-hello on http://127.0.0.1:{port}/"));
+            assert_eq!(
+                line,
+                format!("serving http-hello on http://127.0.0.1:{port}/")
+            );
             break;
         }
     }

@@ -158,10 +158,12 @@ spec:
     )
 }
 
-/// 40/40/20 lands 4/4/2 (with two wadm processes, neither acting twice); a daemonscaler runs
-/// on every host, including one that joins later.
-#[test]
-fn weighted_spreads_and_daemons_place_exactly() {
+/// 40/40/20 lands 4/4/2 with two wadm processes on the lattice, and neither acts twice (each
+/// host gets exactly one scale of the spread's component); a daemonscaler runs on every host,
+/// including one that joins later; a component started by hand is never touched, not even by
+/// undeploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_spreads_and_daemons_place_exactly() {
     let mut lattice = Lattice::new();
     for (i, zone) in ["zone=a", "zone=b", "zone=c"].iter().enumerate() {
         lattice.host(&[zone], None, i + 1);
@@ -170,7 +172,21 @@ fn weighted_spreads_and_daemons_place_exactly() {
         WadmProcess::start(&lattice.url()),
         WadmProcess::start(&lattice.url()),
     ];
+    let url = lattice.url();
     let hello = lattice.component("http_hello");
+    let host_a = common::get_hosts(&url)
+        .into_iter()
+        .find(|h| h["labels"]["zone"] == "a")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&url, &["scale", &host_a, &hello, "manual", "--count", "1"]);
+    let nats = async_nats::connect(&url).await.unwrap();
+    let mut scaled = nats
+        .subscribe("wasmbus.evt.test.component_scaled")
+        .await
+        .unwrap();
     let daemon = format!(
         r#"    - name: agent
       type: component
@@ -186,40 +202,56 @@ fn weighted_spreads_and_daemons_place_exactly() {
         "spread.yaml",
         &spread_manifest("shop", "v1", &hello, &daemon),
     );
-    let out = ok(&lattice.url(), &["app", "deploy", &path, "--wait"]);
+    let out = ok(&url, &["app", "deploy", &path, "--wait"]);
     assert!(out.contains("deployed"), "{out}");
-    lattice.wait_placement(
-        "shop-web",
-        &[("a", 4), ("b", 4), ("c", 2)],
-        Duration::from_secs(30),
+    let want_web = [("a", 4), ("b", 4), ("c", 2)];
+    lattice.wait_placement("shop-web", &want_web, Duration::from_secs(30));
+    let want_agent = [("a", 2), ("b", 2), ("c", 2)];
+    lattice.wait_placement("shop-agent", &want_agent, Duration::from_secs(30));
+    // Any second scale would have been sent by now (a pass runs at least every 5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut per_host: BTreeMap<String, u32> = BTreeMap::new();
+    while let Ok(Some(message)) = tokio::time::timeout(
+        Duration::from_millis(200),
+        futures::StreamExt::next(&mut scaled),
+    )
+    .await
+    {
+        let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        if event["data"]["component_id"] == "shop-web" {
+            let host = event["data"]["host_id"].as_str().unwrap().to_string();
+            *per_host.entry(host).or_default() += 1;
+        }
+    }
+    assert_eq!(per_host.len(), 3, "{per_host:?}");
+    assert!(
+        per_host.values().all(|n| *n == 1),
+        "one scale per host, from one wadm: {per_host:?}"
     );
-    lattice.wait_placement(
-        "shop-agent",
-        &[("a", 2), ("b", 2), ("c", 2)],
-        Duration::from_secs(30),
-    );
+
     // A host that joins later gets the daemon, and nothing of the spread.
     lattice.host(&["zone=d"], None, 4);
-    lattice.wait_placement(
-        "shop-agent",
-        &[("a", 2), ("b", 2), ("c", 2), ("d", 2)],
-        Duration::from_secs(30),
-    );
-    lattice.wait_placement(
-        "shop-web",
-        &[("a", 4), ("b", 4), ("c", 2)],
-        Duration::from_secs(5),
-    );
-    let status: serde_json::Value = trellis_json(&lattice.url(), &["app", "status", "shop"]);
+    let want_agent = [("a", 2), ("b", 2), ("c", 2), ("d", 2)];
+    lattice.wait_placement("shop-agent", &want_agent, Duration::from_secs(30));
+    lattice.wait_placement("shop-web", &want_web, Duration::from_secs(5));
+    let status: serde_json::Value = trellis_json(&url, &["app", "status", "shop"]);
     assert_eq!(status["status"]["type"], "deployed", "{status}");
 
-    // Undeploy removes what the app runs, and only that.
-    ok(&lattice.url(), &["app", "undeploy", "shop"]);
+    // Undeploy removes what the app runs, and only that; delete forgets the app.
+    ok(&url, &["app", "undeploy", "shop"]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !lattice.placement().is_empty() {
-        assert!(Instant::now() < deadline, "{:?}", lattice.placement());
+    loop {
+        let placed = lattice.placement();
+        if placed.keys().all(|id| id == "manual") {
+            assert_eq!(placed["manual"], BTreeMap::from([("a".to_string(), 1)]));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{placed:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    ok(&url, &["app", "delete", "shop"]);
+    let listed: serde_json::Value = trellis_json(&url, &["app", "list"]);
+    assert_eq!(listed, serde_json::json!([]));
 }
 
 /// SIGKILL a host (no goodbye): its instances run elsewhere within 10 s.

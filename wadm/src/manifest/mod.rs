@@ -81,8 +81,8 @@
 //! per interface), and an empty `spec.components` is refused. More lenient: `annotations`
 //! and spread `requirements` may be left out.
 
-pub mod env;
 mod desired;
+pub mod env;
 mod error;
 mod links;
 mod names;
