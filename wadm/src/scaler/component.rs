@@ -69,6 +69,36 @@ pub(crate) fn shares(instances: u32, spreads: &[Spread]) -> Vec<(Option<&Spread>
         .collect()
 }
 
+/// The places an id runs, split into the app's own instances (by host index) and the hosts
+/// blocked by someone else's instance under that id (each noted in the plan's conflicts).
+pub(crate) fn owned_or_blocked<'o, T>(
+    kind: &str,
+    id: &str,
+    places: &[(usize, &'o T)],
+    annotations: impl Fn(&T) -> &BTreeMap<String, String>,
+    ctx: &Ctx<'_, '_>,
+    draft: &mut Draft,
+) -> (BTreeMap<usize, &'o T>, Vec<bool>) {
+    let mut running = BTreeMap::new();
+    let mut blocked = vec![false; ctx.index.host_count()];
+    for &(h, observed) in places {
+        if owned_by(annotations(observed), ctx.app) {
+            running.insert(h, observed);
+        } else {
+            blocked[h] = true;
+            let note = conflict_note(
+                kind,
+                id,
+                ctx.index.host_id(h),
+                annotations(observed),
+                ctx.app,
+            );
+            draft.conflicts.push(note);
+        }
+    }
+    (running, blocked)
+}
+
 /// Why an item is left alone, for the plan's conflicts.
 pub(crate) fn conflict_note(
     kind: &str,
@@ -87,22 +117,15 @@ pub(crate) fn conflict_note(
 /// Reconciles one desired component into `draft`.
 pub(crate) fn scale_component(desired: &DesiredComponent, ctx: &Ctx<'_, '_>, draft: &mut Draft) {
     let index = ctx.index;
-    let mut running = BTreeMap::new();
-    let mut blocked = vec![false; index.host_count()];
-    for &(h, observed) in index.component(&desired.id) {
-        if owned_by(&observed.annotations, ctx.app) {
-            running.insert(h, observed);
-        } else {
-            blocked[h] = true;
-            draft.conflicts.push(conflict_note(
-                "component",
-                &desired.id,
-                index.host_id(h),
-                &observed.annotations,
-                ctx.app,
-            ));
-        }
-    }
+    let places = index.component(&desired.id);
+    let (running, blocked) = owned_or_blocked(
+        "component",
+        &desired.id,
+        places,
+        |c| &c.annotations,
+        ctx,
+        draft,
+    );
     let what = format!("component `{}`", desired.name);
     let target = match &desired.placement {
         Placement::Spread { instances, spreads } => spread_targets(

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::component::{conflict_note, eligible, shares};
+use super::component::{eligible, owned_or_blocked, shares};
 use super::index::LatticeIndex;
 use super::spread::{Matcher, no_host_problem};
 use super::{Ctx, Draft, Phase};
@@ -31,22 +31,15 @@ const BLOCKED: &str = "already run a provider with this id that the app does not
 /// Reconciles one desired provider into `draft`.
 pub(crate) fn scale_provider(desired: &DesiredProvider, ctx: &Ctx<'_, '_>, draft: &mut Draft) {
     let index = ctx.index;
-    let mut running: BTreeMap<usize, &ObservedProvider> = BTreeMap::new();
-    let mut blocked = vec![false; index.host_count()];
-    for &(h, observed) in index.provider(&desired.id) {
-        if owned_by(&observed.annotations, ctx.app) {
-            running.insert(h, observed);
-        } else {
-            blocked[h] = true;
-            draft.conflicts.push(conflict_note(
-                "provider",
-                &desired.id,
-                index.host_id(h),
-                &observed.annotations,
-                ctx.app,
-            ));
-        }
-    }
+    let places = index.provider(&desired.id);
+    let (running, blocked) = owned_or_blocked(
+        "provider",
+        &desired.id,
+        places,
+        |p: &ObservedProvider| &p.annotations,
+        ctx,
+        draft,
+    );
     let what = format!("provider `{}`", desired.name);
     let wanted = match &desired.placement {
         Placement::Spread { instances, spreads } => spread_hosts(
