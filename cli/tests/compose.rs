@@ -6,11 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::two_hosts::signed;
-use common::{HostProcess, trellis, trellis_json, wait_for_hosts};
+use common::{HostProcess, WadmProcess, trellis, trellis_json, wait_for_hosts};
 use trellis_testing::Signer;
 use trellis_testing::nats::{NatsServer, free_port};
 
@@ -46,12 +45,7 @@ async fn the_compose_topology_runs_the_orders_app() {
             host
         })
         .collect();
-    let mut wadm = trellis(&url)
-        .arg("wadm")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _wadm = WadmProcess::start(&url);
 
     let address = format!("127.0.0.1:{}", free_port().unwrap());
     let manifest = trellis_testing::repo_root().join("examples/orders/wadm.yaml");
@@ -120,7 +114,5 @@ async fn the_compose_topology_runs_the_orders_app() {
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["customer"], "Ada");
 
-    let _ = wadm.kill();
-    let _ = wadm.wait();
     db.drop().await;
 }

@@ -12,11 +12,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::two_hosts::{ok, run, signed};
-use common::{HostProcess, trellis, trellis_json, wait_for_hosts};
+use common::{HostProcess, WadmProcess, trellis_json, wait_for_hosts};
 use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -31,28 +30,6 @@ const HELLO_IMAGE: &str = "file:///opt/trellis/components/http_hello.wasm";
 const HELLO_ADDRESS: &str = "${HELLO_HTTP_ADDRESS:-0.0.0.0:8080}";
 const COUNTER_IMAGE: &str = "file:///opt/trellis/components/kv_counter.wasm";
 const COUNTER_ADDRESS: &str = "${COUNTER_HTTP_ADDRESS:-0.0.0.0:8080}";
-
-/// A `trellis wadm` child, killed on drop.
-struct WadmProcess(Child);
-
-impl WadmProcess {
-    fn start(nats: &str) -> Self {
-        let child = trellis(nats)
-            .arg("wadm")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-}
-
-impl Drop for WadmProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn examples_dir() -> PathBuf {
     trellis_testing::repo_root().join("examples")

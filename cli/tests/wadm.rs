@@ -7,39 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::two_hosts::{ok, run, signed};
-use common::{HostProcess, trellis, trellis_json, wait_for_hosts};
+use common::{HostProcess, WadmProcess, trellis_json, wait_for_hosts};
 use trellis_testing::Signer;
 use trellis_testing::nats::{NatsServer, free_port};
-
-/// A `trellis wadm` child, killed on drop.
-struct WadmProcess(Child);
-
-impl WadmProcess {
-    fn start(nats: &str) -> Self {
-        let child = trellis(nats)
-            .arg("wadm")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for WadmProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A lattice under test: NATS, a signer, a temp dir for manifests and signed components.
 struct Lattice {

@@ -15,6 +15,33 @@ pub fn trellis(nats: &str) -> Command {
     cmd
 }
 
+/// A `trellis wadm` child, killed on drop.
+pub struct WadmProcess(Child);
+
+impl WadmProcess {
+    pub fn start(nats: &str) -> Self {
+        let child = trellis(nats)
+            .arg("wadm")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    /// SIGKILL: no lease released, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WadmProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A `trellis host` child, killed on drop.
 pub struct HostProcess(Child);
 
