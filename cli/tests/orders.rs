@@ -597,10 +597,9 @@ async fn orders_demo_answers_503_when_the_database_is_down() {
 
 /// The same component on PostgreSQL (`dialect: postgres`, the `sql-postgres` provider): 20
 /// concurrent first writes (racing `CREATE TABLE IF NOT EXISTS`, which PostgreSQL does not
-/// serialize), read, update, delete. Ignored by default: it needs the PostgreSQL that
-/// `trellis_testing::sql` finds (`cargo test -p trellis-cli --test orders -- --ignored`).
+/// serialize), read, update, delete, against the PostgreSQL that `trellis_testing::sql` finds
+/// (`scripts/test` installs one when missing, as the SQL capability tests need it too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL (TRELLIS_TEST_POSTGRES_URL)"]
 async fn orders_demo_on_postgres() {
     let db = trellis_testing::sql::postgres_database().await;
     let nats = NatsServer::start().unwrap();
