@@ -119,7 +119,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // `trellis up` prints its own progress; its log shows only warnings unless asked.
+    init_tracing(if matches!(cli.command, Command::Up(_)) {
+        "warn"
+    } else {
+        "info,wasmtime=warn,cranelift=warn"
+    });
     let result = match cli.command {
         Command::Keys { command } => keys_cmd::run(command, &cli.global),
         Command::Claims { command } => claims_cmd::run(command, &cli.global),
@@ -145,12 +150,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-        });
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
