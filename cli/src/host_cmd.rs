@@ -32,6 +32,10 @@ pub struct HostArgs {
     /// How long to wait for NATS at start-up.
     #[arg(long, env = "TRELLIS_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
+    /// The JetStream domain holding the lattice state: a host on a leaf `nats-server` names
+    /// the hub's domain (`jetstream { domain: hub }` on the hub) to reach its JetStream.
+    #[arg(long, env = "TRELLIS_JS_DOMAIN")]
+    js_domain: Option<String>,
 }
 
 pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -54,7 +58,7 @@ pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     tokio.block_on(async move {
         let runtime = Runtime::builder(runtime_config).build()?;
         let router = config.http_router.clone();
-        let mut handle = lattice::join(runtime, config).await?;
+        let mut handle = lattice::join_in_domain(runtime, config, args.js_domain).await?;
         let http = match (args.http, router) {
             (Some(addr), Some(router)) => Some(
                 HttpServer::bind(addr, router)

@@ -2,6 +2,11 @@
 //!
 //! Tests never use the machine's shared NATS (port 4222): each gets its own server and its
 //! own JetStream store directory, so tests are isolated and can simulate outages.
+//!
+//! [`NatsServer::start_hub`] and [`NatsServer::start_leaf`] make the edge topology: a hub
+//! with JetStream in a named domain accepting leaf node connections, and a leaf server
+//! without JetStream whose leafnode remote is the hub. Killing the hub cuts the leaf's link;
+//! restarting it (same ports, same store) lets the leaf reconnect by itself.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -16,6 +21,10 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// `-js -sd STORE` on the command line (every constructor but the leaf's).
+    jetstream: bool,
+    /// The port leaf nodes connect to, for a hub.
+    leafnode_port: Option<u16>,
 }
 
 impl NatsServer {
@@ -44,28 +53,83 @@ impl NatsServer {
         Ok(server)
     }
 
+    /// Starts with the configuration file `config` (written into the server's temp dir) and,
+    /// unless `jetstream` is false, `-js` with the private store directory. The command-line
+    /// address and port still apply.
+    pub fn start_with_config_file(config: &str, jetstream: bool) -> anyhow::Result<Self> {
+        let mut server = Self::unstarted(&[])?;
+        server.jetstream = jetstream;
+        server.use_config(config)?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// A hub for leaf nodes: JetStream in the domain `domain` (`jetstream { domain }`), and
+    /// leaf node connections accepted on a free loopback port ([`NatsServer::leafnode_url`]).
+    pub fn start_hub(domain: &str) -> anyhow::Result<Self> {
+        let mut server = Self::unstarted(&[])?;
+        let leafnode_port = free_port()?;
+        server.leafnode_port = Some(leafnode_port);
+        server.use_config(&format!(
+            "jetstream {{ domain: {domain} }}\nleafnodes {{ listen: \"127.0.0.1:{leafnode_port}\" }}\n"
+        ))?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// A leaf node of `hub` (started by [`NatsServer::start_hub`]), without JetStream of its
+    /// own: its clients reach the hub's JetStream through the hub's domain prefix
+    /// (`$JS.{domain}.API`). While the hub is down the leaf keeps serving its own clients,
+    /// and it reconnects by itself when the hub is back on the same port.
+    pub fn start_leaf(hub: &NatsServer) -> anyhow::Result<Self> {
+        let remote = hub
+            .leafnode_url()
+            .context("the hub accepts no leaf nodes: start it with `NatsServer::start_hub`")?;
+        Self::start_with_config_file(
+            &format!("leafnodes {{ remotes = [ {{ url: \"{remote}\" }} ] }}\n"),
+            false,
+        )
+    }
+
+    /// `nats-leaf://127.0.0.1:PORT`: where leaf nodes connect, for a hub.
+    pub fn leafnode_url(&self) -> Option<String> {
+        self.leafnode_port
+            .map(|port| format!("nats-leaf://127.0.0.1:{port}"))
+    }
+
+    /// The server's log (stderr), for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.path().join("nats-server.log")).unwrap_or_default()
+    }
+
+    fn use_config(&mut self, config: &str) -> anyhow::Result<()> {
+        let path = self.store.path().join("nats.conf");
+        std::fs::write(&path, config).context("cannot write the nats-server config")?;
+        self.extra_args.push("-c".into());
+        self.extra_args.push(path.display().to_string());
+        Ok(())
+    }
+
     fn unstarted(extra_args: &[&str]) -> anyhow::Result<Self> {
         Ok(Self {
             child: None,
             port: free_port()?,
             store: tempfile::tempdir().context("cannot create a JetStream store dir")?,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            jetstream: true,
+            leafnode_port: None,
         })
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log_path = self.store.path().join("nats-server.log");
         let log = std::fs::File::create(&log_path).context("cannot create the nats-server log")?;
-        let child = Command::new(nats_server_binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut command = Command::new(nats_server_binary());
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            command.arg("-js").arg("-sd").arg(self.store.path());
+        }
+        let child = command
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -165,5 +229,36 @@ mod tests {
         assert!(TcpStream::connect(("127.0.0.1", server.port())).is_err());
         server.restart().unwrap();
         assert!(info_line(server.port()).starts_with("INFO "));
+    }
+
+    /// Waits until `server`'s log has said `needle` `times` times.
+    fn wait_for_log(server: &NatsServer, needle: &str, times: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if server.log().matches(needle).count() >= times {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    #[test]
+    fn a_leaf_joins_its_hub_and_rejoins_after_the_hub_restarts() {
+        let mut hub = NatsServer::start_hub("hub").unwrap();
+        assert!(
+            hub.leafnode_url()
+                .unwrap()
+                .starts_with("nats-leaf://127.0.0.1:")
+        );
+        assert!(info_line(hub.port()).contains("\"domain\":\"hub\""));
+        let leaf = NatsServer::start_leaf(&hub).unwrap();
+        assert!(!info_line(leaf.port()).contains("\"jetstream\":true"));
+        let linked = "Leafnode connection created";
+        assert!(wait_for_log(&leaf, linked, 1), "{}", leaf.log());
+        hub.kill();
+        hub.restart().unwrap();
+        assert!(wait_for_log(&leaf, linked, 2), "{}", leaf.log());
+        assert!(NatsServer::start_leaf(&NatsServer::start().unwrap()).is_err());
     }
 }

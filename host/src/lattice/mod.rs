@@ -147,6 +147,18 @@ pub fn builtin_labels() -> BTreeMap<String, String> {
 /// Connects to NATS and joins `config.lattice`; components scaled onto this host run in
 /// `runtime`.
 pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHandle, JoinError> {
+    join_in_domain(runtime, config, None).await
+}
+
+/// [`join`], with the lattice state (the JetStream key-value buckets) in the JetStream domain
+/// `js_domain` when given. A host connected to a leaf `nats-server` passes the hub's domain
+/// (`jetstream { domain: hub }` on the hub): nats-server keeps the default `$JS.API` of a
+/// leaf's clients away from the hub, while `$JS.hub.API` reaches it (docs/EDGE.md).
+pub async fn join_in_domain(
+    runtime: Runtime,
+    config: LatticeConfig,
+    js_domain: Option<String>,
+) -> Result<LatticeHandle, JoinError> {
     if let Some(reserved) = config.labels.keys().find(|k| is_reserved_label(k)) {
         return Err(JoinError::ReservedLabel(reserved.clone()));
     }
@@ -181,12 +193,13 @@ pub async fn join(runtime: Runtime, config: LatticeConfig) -> Result<LatticeHand
                 .map_err(subscribe_error)?,
         );
     }
-    let (shared, link_changes) = shared::SharedState::open(&client, &config.lattice)
-        .await
-        .map_err(|reason| JoinError::State {
-            url: config.nats.url.clone(),
-            reason,
-        })?;
+    let (shared, link_changes) =
+        shared::SharedState::open(&client, &config.lattice, js_domain.as_deref())
+            .await
+            .map_err(|reason| JoinError::State {
+                url: config.nats.url.clone(),
+                reason,
+            })?;
     let mut labels = config.labels.clone();
     labels.extend(builtin_labels());
     let identity = Identity {

@@ -48,11 +48,19 @@ pub(crate) struct StateError(String);
 impl SharedState {
     /// Opens (creating when missing) both buckets. The receiver gets every change of links
     /// in the mirror, whether made here or seen through the watch.
+    ///
+    /// `js_domain` names the JetStream domain that holds them (API prefix
+    /// `$JS.{domain}.API`, key-value writes to `$JS.{domain}.API.$KV.…`): a host on a leaf
+    /// `nats-server` reaches the hub's JetStream that way. `None`: the default `$JS.API`.
     pub(crate) async fn open(
         client: &async_nats::Client,
         lattice: &str,
+        js_domain: Option<&str>,
     ) -> Result<(Self, tokio::sync::mpsc::UnboundedReceiver<LinkChange>), String> {
-        let js = jetstream::new(client.clone());
+        let js = match js_domain {
+            Some(domain) => jetstream::with_domain(client.clone(), domain),
+            None => jetstream::new(client.clone()),
+        };
         let (link_changes, changes) = tokio::sync::mpsc::unbounded_channel();
         let state = Self {
             lattice_kv: bucket(&js, &names::lattice_bucket(lattice)).await?,
@@ -344,7 +352,7 @@ async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, String
         // Another host created it in between.
         Err(create) => js.get_key_value(name).await.map_err(|_| {
             format!(
-                "cannot open or create the JetStream key-value bucket `{name}`: {create}; does nats-server run with JetStream (`-js`), version >= 2.10?"
+                "cannot open or create the JetStream key-value bucket `{name}`: {create}; does nats-server run with JetStream (`-js`), version >= 2.10? On a leaf node, name the hub's JetStream domain (`trellis host --js-domain`)"
             )
         }),
     }
