@@ -36,6 +36,11 @@ pub struct HostArgs {
     /// the hub's domain (`jetstream { domain: hub }` on the hub) to reach its JetStream.
     #[arg(long, env = "TRELLIS_JS_DOMAIN")]
     js_domain: Option<String>,
+    /// Component instances that may be live at once on this host. Each is a slot of the
+    /// pooling allocator that reserves about 4 GiB of address space up front: lower it where
+    /// address space is scarce (aarch64 kernels with 39-bit virtual addresses, qemu-user).
+    #[arg(long, env = "TRELLIS_MAX_INSTANCES", default_value_t = trellis_host::RuntimeConfig::default().max_instances, value_parser = clap::value_parser!(u32).range(1..))]
+    max_instances: u32,
 }
 
 pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +55,10 @@ pub fn run(args: HostArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         http_router: args.http.map(|_| Arc::new(Router::new())),
         builtin_providers: crate::builtin::providers(),
     };
-    let runtime_config = args.trust.runtime_config()?;
+    let runtime_config = trellis_host::RuntimeConfig {
+        max_instances: args.max_instances,
+        ..args.trust.runtime_config()?
+    };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
