@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{HostProcess, trellis, trellis_json, wait_for_hosts};
+use common::{HostProcess, call, trellis, trellis_json, wait_for_hosts};
 use trellis_testing::Signer;
 use trellis_testing::nats::{NatsServer, free_port};
 
@@ -23,20 +23,6 @@ fn ok(url: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn call(url: &str, args: &[&str]) -> Result<serde_json::Value, String> {
-    let out = trellis(url)
-        .arg("call")
-        .args(args)
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 /// Retries a call until it answers `want` (bounded, generous).

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{HostProcess, trellis, trellis_json, wait_for_hosts};
+use common::{HostProcess, call, trellis, trellis_json, wait_for_hosts};
 use trellis_testing::Signer;
 use trellis_testing::nats::{NatsServer, free_port};
 
@@ -112,20 +112,6 @@ fn scale_and_wait(url: &str, host: &str, reference: &str, id: &str, config: &[&s
         }
         assert!(Instant::now() < deadline, "{id} never ran on {host}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn call(url: &str, args: &[&str]) -> Result<serde_json::Value, String> {
-    let out = trellis(url)
-        .arg("call")
-        .args(args)
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 

@@ -15,6 +15,21 @@ pub fn trellis(nats: &str) -> Command {
     cmd
 }
 
+/// `trellis call ARGS --output json`: the answer, or what the command printed on stderr.
+pub fn call(url: &str, args: &[&str]) -> Result<serde_json::Value, String> {
+    let out = trellis(url)
+        .arg("call")
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// A `trellis wadm` child, killed on drop.
 pub struct WadmProcess(Child);
 
