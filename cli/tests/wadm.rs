@@ -432,3 +432,68 @@ fn bad_manifests_and_unmeetable_spreads_get_precise_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Garbage on every wadm API subject gets an error reply (never silence, never a crash), and
+/// wadm keeps answering afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_api_requests_get_error_replies() {
+    let lattice = Lattice::new();
+    let url = lattice.url();
+    let _wadm = WadmProcess::start(&url);
+    let nats = async_nats::connect(&url).await.unwrap();
+    // Wait for wadm to subscribe.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nats
+        .request("wadm.api.test.model.list", "".into())
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "wadm never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let huge = vec![b'{'; 900 * 1024];
+    let payloads: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"not json at all".to_vec(),
+        b"{\"version\": 7}".to_vec(),
+        b"apiVersion: [unclosed".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        huge,
+    ];
+    for operation in [
+        "put",
+        "get.x",
+        "versions.x",
+        "del.x",
+        "deploy.x",
+        "undeploy.x",
+        "status.x",
+        "bogus",
+        "put.extra",
+    ] {
+        for payload in &payloads {
+            let subject = format!("wadm.api.test.model.{operation}");
+            let reply = tokio::time::timeout(
+                Duration::from_secs(10),
+                nats.request(subject.clone(), payload.clone().into()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("no reply on {subject}"))
+            .unwrap();
+            let answer: serde_json::Value = serde_json::from_slice(&reply.payload)
+                .unwrap_or_else(|e| panic!("{subject}: unreadable reply: {e}"));
+            let result = answer["result"].as_str().unwrap_or_default();
+            assert!(
+                ["error", "notfound", "noop"].contains(&result),
+                "{subject} with {} bytes: {answer}",
+                payload.len()
+            );
+            assert!(
+                !answer["message"].as_str().unwrap_or_default().is_empty(),
+                "{subject}: an error reply says why: {answer}"
+            );
+        }
+    }
+    let listed: serde_json::Value = trellis_json(&url, &["app", "list"]);
+    assert_eq!(listed, serde_json::json!([]), "nothing was stored");
+}
