@@ -265,21 +265,40 @@ fn daemon_targets(
     problems: &mut Vec<String>,
 ) -> Vec<u32> {
     let mut target = vec![0u32; index.host_count()];
+    if instances == 0 {
+        return target;
+    }
+    for h in daemon_hosts(index, spreads, blocked, what, BLOCKED, problems) {
+        target[h] = instances;
+    }
+    target
+}
+
+/// The hosts a daemon runs on: every free host that meets one of `spreads`' requirements
+/// (every free host when there are no spreads). A spread no free host meets is a problem;
+/// `blocked_note` says what blocks a host.
+pub(crate) fn daemon_hosts(
+    index: &LatticeIndex<'_>,
+    spreads: &[Spread],
+    blocked: &[bool],
+    what: &str,
+    blocked_note: &str,
+    problems: &mut Vec<String>,
+) -> Vec<usize> {
     let groups: Vec<Option<&Spread>> = if spreads.is_empty() {
         vec![None]
     } else {
         spreads.iter().map(Some).collect()
     };
+    let mut chosen = Vec::new();
     for spread in groups {
         let (hosts, matching) = eligible(index, spread, blocked);
-        if hosts.is_empty() && instances > 0 {
-            problems.push(no_host_problem(what, spread, matching, BLOCKED));
+        if hosts.is_empty() {
+            problems.push(no_host_problem(what, spread, matching, blocked_note));
         }
-        for h in hosts {
-            target[h] = instances;
-        }
+        chosen.extend(hosts);
     }
-    target
+    chosen
 }
 
 /// Scales to 0 every instance of a component `ctx.app` owns but no longer declares.

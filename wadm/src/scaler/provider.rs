@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::component::{eligible, owned_or_blocked, shares};
+use super::component::{self, eligible, owned_or_blocked, shares};
 use super::index::LatticeIndex;
 use super::spread::{Matcher, no_host_problem};
 use super::{Ctx, Draft, Phase};
@@ -149,19 +149,8 @@ fn daemon_hosts(
     if instances == 0 {
         return wanted;
     }
-    let groups: Vec<Option<&Spread>> = if spreads.is_empty() {
-        vec![None]
-    } else {
-        spreads.iter().map(Some).collect()
-    };
-    for spread in groups {
-        let (hosts, matching) = eligible(index, spread, blocked);
-        if hosts.is_empty() {
-            problems.push(no_host_problem(what, spread, matching, BLOCKED));
-        }
-        for h in hosts {
-            wanted[h] = true;
-        }
+    for h in component::daemon_hosts(index, spreads, blocked, what, BLOCKED, problems) {
+        wanted[h] = true;
     }
     wanted
 }
