@@ -347,6 +347,28 @@ fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Opens the JetStream key-value bucket `config.bucket`, creating it with `config` when it
+/// does not exist yet (another process creating it at the same moment is fine: it is opened
+/// then). The error names the bucket and what to check on the server.
+pub async fn open_or_create_bucket(
+    js: &async_nats::jetstream::Context,
+    config: async_nats::jetstream::kv::Config,
+) -> Result<async_nats::jetstream::kv::Store, String> {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
+    let name = config.bucket.clone();
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        Err(create) => js.get_key_value(&name).await.map_err(|_| {
+            format!(
+                "cannot open or create the JetStream key-value bucket `{name}`: {create}; does \
+                 nats-server run with JetStream (`-js`), version >= 2.10?"
+            )
+        }),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -87,24 +87,15 @@ async fn bucket(
     name: String,
     max_age: Duration,
 ) -> Result<kv::Store, StoreError> {
-    if let Ok(store) = js.get_key_value(&name).await {
-        return Ok(store);
-    }
     let config = kv::Config {
-        bucket: name.clone(),
+        bucket: name,
         history: 1,
         max_age,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        Err(create) => js.get_key_value(&name).await.map_err(|_| {
-            StoreError(format!(
-                "cannot open or create the JetStream key-value bucket `{name}`: {create}; does \
-                 nats-server run with JetStream (`-js`), version >= 2.10?"
-            ))
-        }),
-    }
+    trellis_protocol::nats::open_or_create_bucket(js, config)
+        .await
+        .map_err(StoreError)
 }
 
 impl Store {

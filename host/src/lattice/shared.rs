@@ -339,23 +339,18 @@ impl SharedState {
 }
 
 async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, String> {
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
-    }
     let config = kv::Config {
         bucket: name.to_string(),
         history: 1,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another host created it in between.
-        Err(create) => js.get_key_value(name).await.map_err(|_| {
+    trellis_protocol::nats::open_or_create_bucket(js, config)
+        .await
+        .map_err(|e| {
             format!(
-                "cannot open or create the JetStream key-value bucket `{name}`: {create}; does nats-server run with JetStream (`-js`), version >= 2.10? On a leaf node, name the hub's JetStream domain (`trellis host --js-domain`)"
+                "{e} On a leaf node, name the hub's JetStream domain (`trellis host --js-domain`)"
             )
-        }),
-    }
+        })
 }
 
 #[derive(Clone, Copy)]
