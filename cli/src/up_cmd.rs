@@ -215,13 +215,15 @@ pub fn run(args: UpArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(crate::app_cmd::read_manifest(path)?),
         None => None,
     };
-    let store = tempfile_dir()?;
-    let (mut nats, nats_url) = if nats_given() {
-        (None, global.nats_url.clone())
-    } else {
-        let (nats, url) = spawn_nats(&store)?;
-        println!("nats-server (JetStream) on {url}");
-        (Some(nats), url)
+    // JetStream data of a spawned nats-server: thrown away when `trellis up` ends.
+    let store = (!nats_given()).then(tempfile_dir).transpose()?;
+    let (mut nats, nats_url) = match &store {
+        None => (None, global.nats_url.clone()),
+        Some(store) => {
+            let (nats, url) = spawn_nats(store)?;
+            println!("nats-server (JetStream) on {url}");
+            (Some(nats), url)
+        }
     };
     let mut hosts = Vec::new();
     for index in 0..args.hosts {
@@ -243,7 +245,9 @@ pub fn run(args: UpArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if let Some(nats) = nats.as_mut() {
         nats.stop(Duration::from_secs(5));
     }
-    let _ = std::fs::remove_dir_all(&store);
+    if let Some(store) = store {
+        let _ = std::fs::remove_dir_all(store);
+    }
     result
 }
 

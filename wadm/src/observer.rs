@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::Value;
 use trellis_protocol::ctl::{HostInventory, Link};
 
@@ -68,7 +69,7 @@ impl LatticeView {
     pub fn on_event(&mut self, event_type: &str, data: &Value, now: Instant) -> Change {
         match event_type {
             "host_heartbeat" => {
-                let Ok(inventory) = serde_json::from_value::<HostInventory>(data.clone()) else {
+                let Ok(inventory) = HostInventory::deserialize(data) else {
                     return Change::None;
                 };
                 let mut host = host_from_inventory(&inventory);

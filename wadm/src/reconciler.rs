@@ -99,7 +99,7 @@ pub async fn run(
             Some(message) = events.next() => {
                 let event_type = message.subject.as_str().rsplit('.').next().unwrap_or_default();
                 let data = serde_json::from_slice::<serde_json::Value>(&message.payload)
-                    .map(|e| e["data"].clone())
+                    .map(|mut e| e["data"].take())
                     .unwrap_or_default();
                 if view.on_event(event_type, &data, Instant::now()) == Change::Placement {
                     dirty = true;
