@@ -8,22 +8,12 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::two_hosts::{ok, scale_and_wait};
 use common::{HostProcess, call, trellis, trellis_json, wait_for_hosts};
 use trellis_testing::Signer;
 use trellis_testing::nats::{NatsServer, free_port};
-
-fn ok(url: &str, args: &[&str]) -> String {
-    let out: Output = trellis(url).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "trellis {args:?} on {url} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Retries a call until it answers `want` (bounded, generous).
 fn call_until(url: &str, args: &[&str], want: serde_json::Value) {
@@ -49,29 +39,6 @@ fn zones(url: &str, want: usize) -> Vec<String> {
         .collect();
     zones.sort();
     zones
-}
-
-/// Scales a component on `host` (asked from `url`) and waits until its inventory lists it.
-fn scale_and_wait(url: &str, host: &str, reference: &str, id: &str, config: &[&str]) {
-    let mut args = vec!["scale", host, reference, id, "--count", "10"];
-    for c in config {
-        args.extend(["--config", c]);
-    }
-    ok(url, &args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let inventory: serde_json::Value = trellis_json(url, &["get", "inventory", host]);
-        if inventory["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["id"] == id)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{id} never ran on {host}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// One HTTP/1.0 GET with a Host header; returns (status, body), or an error when the

@@ -6,10 +6,10 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{HostProcess, call, trellis, trellis_json, wait_for_hosts};
+use common::two_hosts::{ok, run, scale_and_wait};
+use common::{HostProcess, call, trellis_json, wait_for_hosts};
 use trellis_testing::Signer;
 use trellis_testing::nats::{NatsServer, free_port};
 
@@ -52,20 +52,6 @@ impl Fixtures {
     }
 }
 
-fn run(url: &str, args: &[&str]) -> Output {
-    trellis(url).args(args).output().unwrap()
-}
-
-fn ok(url: &str, args: &[&str]) -> String {
-    let out = run(url, args);
-    assert!(
-        out.status.success(),
-        "trellis {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Runs a command that must fail; returns its stderr.
 fn refused(url: &str, args: &[&str]) -> String {
     let out = run(url, args);
@@ -90,29 +76,6 @@ fn host_ids(url: &str, zones: &[&str]) -> Vec<String> {
                 .to_string()
         })
         .collect()
-}
-
-/// Scales a component and waits until the host's inventory lists it.
-fn scale_and_wait(url: &str, host: &str, reference: &str, id: &str, config: &[&str]) {
-    let mut args = vec!["scale", host, reference, id, "--count", "10"];
-    for c in config {
-        args.extend(["--config", c]);
-    }
-    ok(url, &args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let inventory: serde_json::Value = trellis_json(url, &["get", "inventory", host]);
-        let running = inventory["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["id"] == id);
-        if running {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{id} never ran on {host}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn links(url: &str) -> Vec<serde_json::Value> {

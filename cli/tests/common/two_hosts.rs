@@ -18,10 +18,21 @@ pub fn ok(url: &str, args: &[&str]) -> String {
     let out = run(url, args);
     assert!(
         out.status.success(),
-        "trellis {args:?} failed: {}",
+        "trellis {args:?} on {url} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Scales a component on `host` (count 10, with named configs) and waits until the host's
+/// inventory lists it.
+pub fn scale_and_wait(url: &str, host: &str, reference: &str, id: &str, config: &[&str]) {
+    let mut args = vec!["scale", host, reference, id, "--count", "10"];
+    for c in config {
+        args.extend(["--config", c]);
+    }
+    ok(url, &args);
+    wait_listed(url, host, "components", id);
 }
 
 /// Signs a guest with grants; returns its `file://` reference.
